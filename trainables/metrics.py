@@ -1,0 +1,67 @@
+"""Names of the metrics a trial reports: one spelling, shared by every reader.
+
+`trainables` writes these keys into every result; `search` (schedulers, searchers,
+the live status line) and `analysis` (fronts, the report) read them.
+"""
+
+from __future__ import annotations
+
+import math
+
+EPOCHS_DONE = "epochs_done"  # epochs finished so far: the fidelity of the result
+MAX_EPOCHS = "max_epochs"  # the full fidelity this trial was configured for
+PARAMS = "params"  # exact trainable-parameter count
+WRN = "wrn"  # "WRN-d-k"
+
+TRAIN_LOSS = "train_loss"  # mean loss on the (adversarial) training batches
+TRAIN_ACC = "train_acc"  # accuracy on the inputs the model was trained on
+LR = "lr"  # learning rate at the end of the epoch
+
+VAL_CLEAN_ACC = "val_clean_acc"  # clean accuracy on the validation split
+VAL_ROBUST_ACC = "val_robust_acc"  # robust accuracy at the first eval epsilon: the objective
+BEST_VAL_ROBUST_ACC = "best_val_robust_acc"  # best VAL_ROBUST_ACC over the epochs so far
+BEST_EPOCH = "best_epoch"  # epoch of BEST_VAL_ROBUST_ACC (its checkpoint is kept)
+
+EPOCH_TIME_S = "epoch_time_s"  # wall time of the training part of the epoch
+EVAL_TIME_S = "eval_time_s"  # wall time of the validation attacks
+WALL_TIME_S = "wall_time_s"  # wall time since the trial started (across restores)
+TRAIN_IMAGES_PER_S = "train_images_per_s"  # training throughput (attack included)
+
+DIVERGED = "diverged"  # the loss went NaN/inf; the trial stopped itself
+
+_ROBUST_PREFIX = "val_robust_acc_eps_"
+_CLEAN_PREFIX = "val_clean_acc"
+
+
+def eps_label(eps: float) -> str:
+    """Human form of an epsilon: '8/255' when it is a whole number of 1/255 steps."""
+    steps = eps * 255
+    if abs(steps - round(steps)) < 1e-6:
+        return f"{round(steps)}/255"
+    return f"{eps:g}"
+
+
+def eps_key(eps: float) -> str:
+    """Metric-safe form of an epsilon ('8_255' or '0.0314'): no '/' (Ray nests on it)."""
+    return eps_label(eps).replace("/", "_")
+
+
+def robust_acc_key(eps: float) -> str:
+    """The key of validation robust accuracy at one eval epsilon."""
+    return f"{_ROBUST_PREFIX}{eps_key(eps)}"
+
+
+def best_robust_acc_key(eps: float) -> str:
+    """The key of the best-checkpoint's validation robust accuracy at one eval epsilon."""
+    return f"best_{robust_acc_key(eps)}"
+
+
+def parse_eps_key(key: str) -> float:
+    """Inverse of `eps_key` (for readers that find keys in a results file)."""
+    if "_" in key:
+        num, den = key.split("_", 1)
+        return float(num) / float(den)
+    value = float(key)
+    if not math.isfinite(value):
+        raise ValueError(f"not an epsilon key: {key!r}")
+    return value
