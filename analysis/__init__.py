@@ -1,0 +1,36 @@
+"""Everything that reads results: trials into pandas, Pareto fronts, hypervolume, the report.
+
+Works on a run directory alone: no Ray, no `search`. Imports pandas, numpy, matplotlib,
+`models` and `trainables` only.
+"""
+
+from analysis.load import Run, load_run
+from analysis.pareto import (
+    Front,
+    PublishedPoint,
+    front,
+    fronts,
+    hypervolume_2d,
+    hypervolume_over_time,
+    knee_point,
+    non_dominated_sort,
+    pareto_front,
+    reference_params,
+)
+from analysis.report import write_report
+
+__all__ = [
+    "Front",
+    "PublishedPoint",
+    "Run",
+    "front",
+    "fronts",
+    "hypervolume_2d",
+    "hypervolume_over_time",
+    "knee_point",
+    "load_run",
+    "non_dominated_sort",
+    "pareto_front",
+    "reference_params",
+    "write_report",
+]

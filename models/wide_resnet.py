@@ -64,7 +64,7 @@ def _stage_plan(depth: int, width: int) -> list[tuple[int, int, int]]:
     blocks_per_stage = (depth - 4) // 6
     plan = []
     in_ch = _STEM_CHANNELS
-    for base, stride in zip(_STAGE_WIDTHS, _STAGE_STRIDES):
+    for base, stride in zip(_STAGE_WIDTHS, _STAGE_STRIDES, strict=True):
         out_ch = base * width
         for i in range(blocks_per_stage):
             plan.append((in_ch, out_ch, stride if i == 0 else 1))

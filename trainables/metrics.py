@@ -65,3 +65,18 @@ def parse_eps_key(key: str) -> float:
     if not math.isfinite(value):
         raise ValueError(f"not an epsilon key: {key!r}")
     return value
+
+# Hyperparameters every result carries, so readers never need the Tune config.
+DEPTH = "depth"
+WIDTH = "width"
+METHOD = "method"
+TRAIN_EPS = "train_eps"
+TRAIN_STEPS = "train_steps"
+PEAK_LR = "peak_lr"
+WEIGHT_DECAY = "weight_decay"
+HYPERPARAMETERS = (DEPTH, WIDTH, METHOD, TRAIN_EPS, TRAIN_STEPS, PEAK_LR, WEIGHT_DECAY)
+
+BEST_VAL_CLEAN_ACC = "best_val_clean_acc"  # clean accuracy of the best-robust epoch
+GPU_SHARE = "gpu_share"  # fraction of one GPU the trial held (0 on CPU)
+NODE_ID = "node_id"  # the Ray node the epoch ran on (which machine did the work)
+SPLIT = "split"  # which split the accuracies come from: always "validation" during search

@@ -1,0 +1,438 @@
+"""Read a run directory into pandas, without Ray: the contract is docs in notes/rundir.md.
+
+A run directory is whatever `wrn-search run` left behind, possibly mid-run or after a
+crash, so every reader here tolerates partial files: a half-written last line of
+`result.json` is dropped, a missing `events.jsonl` is inferred around, and a trial
+whose results cannot be parsed at all is listed in `Run.unreadable` instead of
+stopping the report.
+
+Column names in `Run.trials` reuse the metric constants: the plain name
+(`val_clean_acc`, `val_robust_acc_eps_8_255`) is the LAST epoch's value, the `best_`
+name is the best-validation-robust checkpoint's value (the model a user deploys).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from models import count_parameters, wrn_name
+from trainables import metrics
+from trainables.config import DATASETS, ConfigError, parse_epsilon
+
+logger = logging.getLogger(__name__)
+
+STATUSES = ("complete", "stopped", "error", "running", "incomplete")
+FINISHED_STATES = ("finished", "budget_exhausted")
+RESULT_FILE = "result.json"
+PARAMS_FILE = "params.json"
+ERROR_FILE = "error.txt"
+EVENTS_FILE = "events.jsonl"
+# Hook for `wrn-search evaluate`: every evaluation/*.json holding a JSON object with
+# "trial_id" and keys starting with TEST_PREFIX is merged into `Run.trials`.
+EVALUATION_DIR = "evaluation"
+TEST_PREFIX = "test_"
+
+_TIMESTAMP = "timestamp"  # Ray's: epoch seconds of the result
+_ITERATION = "training_iteration"  # Ray's: == epochs_done
+_ROBUST_PREFIX = metrics.robust_acc_key(0.0).removesuffix(metrics.eps_key(0.0))
+_RAY_TRIAL_ID = re.compile(r"_([0-9a-f]{5}_\d{5})_")
+
+
+@dataclass(frozen=True)
+class Run:
+    """One run directory, read: what the report and the fronts work on."""
+
+    run_dir: Path
+    spec: dict[str, Any]
+    run_state: dict[str, Any]
+    trials: pd.DataFrame  # one row per trial
+    history: pd.DataFrame  # one row per trial per epoch
+    unreadable: list[tuple[str, str]] = field(default_factory=list)  # (trial_dir, reason)
+
+    @property
+    def name(self) -> str:
+        return str(self.spec.get("name") or self.run_state.get("name") or self.run_dir.name)
+
+    @property
+    def state(self) -> str | None:
+        state = self.run_state.get("state")
+        return str(state) if state is not None else None
+
+    @property
+    def is_partial(self) -> bool:
+        """True unless run.json says the driver ended the run normally."""
+        return self.state not in FINISHED_STATES
+
+    @property
+    def eval_epsilons(self) -> list[float]:
+        """The evaluation epsilons; the first is the search objective."""
+        return spec_epsilons(self.spec) or _epsilons_in(self.history.columns)
+
+    @property
+    def full_fidelity(self) -> pd.DataFrame:
+        """The trials that fronts may be drawn from."""
+        if self.trials.empty:
+            return self.trials
+        return self.trials[self.trials["full_fidelity"].astype(bool)]
+
+    @property
+    def test_columns(self) -> list[str]:
+        return [c for c in self.trials.columns if str(c).startswith(TEST_PREFIX)]
+
+
+def spec_epsilons(spec: Mapping[str, Any]) -> list[float]:
+    """threat_model.epsilons of a spec.json, as floats ([] when absent or unreadable)."""
+    raw = (spec.get("threat_model") or {}).get("epsilons") or []
+    out = []
+    for value in raw if isinstance(raw, list) else [raw]:
+        try:
+            out.append(parse_epsilon(value, "threat_model.epsilons"))
+        except ConfigError as err:
+            logger.warning("spec.json: %s", err)
+    return out
+
+
+def load_run(run_dir: Path) -> Run:
+    """Read spec.json, run.json, events.jsonl and every trial directory under `run_dir`."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise ConfigError(f"run directory: {str(run_dir)!r} does not exist or is not a folder")
+    spec = _read_json_object(run_dir / "spec.json")
+    run_state = _read_json_object(run_dir / "run.json")
+    events = _read_events(run_dir / EVENTS_FILE)
+    context = _Context(
+        epsilons=spec_epsilons(spec),
+        num_classes=DATASETS.get(str((spec.get("data") or {}).get("dataset")), 10),
+        run_running=run_state.get("state") == "running",
+    )
+    unreadable: list[tuple[str, str]] = []
+    readable: list[tuple[Path, pd.DataFrame, str]] = []
+    for trial_dir in trial_dirs(run_dir):
+        records, problem = _read_results(trial_dir / RESULT_FILE)
+        if problem is not None:
+            unreadable.append((trial_dir.name, problem))
+            continue
+        history = _history(records, trial_dir.name)
+        trial_id = _trial_id(records, trial_dir.name)
+        history.insert(0, "trial_id", trial_id)
+        readable.append((trial_dir, history, trial_id))
+    if not context.epsilons:  # no spec: take the epsilons the results carry
+        context.epsilons.extend(_epsilons_in(c for _, h, _ in readable for c in h.columns))
+    rows = [
+        _summarise(d, trial_id, h, _read_json_object(d / PARAMS_FILE), events, context)
+        for d, h, trial_id in readable
+    ]
+    histories = [h for _, h, _ in readable]
+    trials = _trials_frame(rows, context.epsilons)
+    trials = _merge_evaluation(trials, run_dir / EVALUATION_DIR)
+    history = pd.concat(histories, ignore_index=True) if histories else pd.DataFrame()
+    return Run(run_dir, spec, run_state, trials, history, unreadable)
+
+
+def trial_dirs(run_dir: Path) -> list[Path]:
+    """Sub-folders holding a result.json or params.json, sorted by name (Ray's order)."""
+    return sorted(
+        p for p in run_dir.iterdir()
+        if p.is_dir() and ((p / RESULT_FILE).exists() or (p / PARAMS_FILE).exists())
+    )
+
+
+@dataclass
+class _Context:
+    epsilons: list[float]
+    num_classes: int
+    run_running: bool
+
+
+def _read_json_object(path: Path) -> dict[str, Any]:
+    if not path.exists():
+        return {}
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        logger.warning("%s is unreadable (%s); treating it as empty", path, err)
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def _json_lines(path: Path) -> tuple[list[dict[str, Any]], list[tuple[int, str]]]:
+    """Every line that parses to a JSON object, and (line number, error) for the rest."""
+    good: list[dict[str, Any]] = []
+    bad: list[tuple[int, str]] = []
+    text = path.read_text(encoding="utf-8", errors="replace")
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            value = json.loads(line)
+        except json.JSONDecodeError as err:
+            bad.append((number, err.msg))
+            continue
+        if isinstance(value, dict):
+            good.append(value)
+        else:
+            bad.append((number, f"a JSON {type(value).__name__}, not an object"))
+    return good, bad
+
+
+def _read_results(path: Path) -> tuple[list[dict[str, Any]], str | None]:
+    """Records of result.json and, when nothing in it can be used, why.
+
+    An empty or missing result.json is not a problem: Ray creates it when the trial
+    starts, so a trial that has not finished its first epoch (or errored before it)
+    looks exactly like that. Only a file with content and no parsable line is.
+    """
+    if not path.exists():
+        return [], None
+    try:
+        good, bad = _json_lines(path)
+    except OSError as err:
+        return [], f"cannot read {RESULT_FILE}: {err}"
+    if bad and not good:
+        number, message = bad[0]
+        return [], f"{RESULT_FILE} has no parsable line (line {number}: {message})"
+    for number, message in bad:
+        logger.warning("%s line %d dropped: %s", path, number, message)
+    return good, None
+
+
+def _read_events(path: Path) -> dict[str, list[dict[str, Any]]]:
+    """events.jsonl grouped by trial id, in file order (the order the driver saw them)."""
+    if not path.exists():
+        return {}
+    good, bad = _json_lines(path)
+    for number, message in bad:
+        logger.warning("%s line %d dropped: %s", path, number, message)
+    grouped: dict[str, list[dict[str, Any]]] = {}
+    for event in good:
+        grouped.setdefault(str(event.get("trial_id")), []).append(event)
+    return grouped
+
+
+def _scalar(value: Any) -> bool:
+    return value is None or isinstance(value, (bool, int, float, str))
+
+
+def _history(records: list[dict[str, Any]], dirname: str) -> pd.DataFrame:
+    """One row per epoch; a restored trial repeats epochs, the last report of each wins."""
+    flat = [{k: v for k, v in r.items() if _scalar(v) and k != "trial_id"} for r in records]
+    frame = pd.DataFrame(flat)
+    frame.insert(0, "trial_dir", dirname)
+    if frame.empty:
+        return frame
+    if metrics.EPOCHS_DONE not in frame.columns and _ITERATION in frame.columns:
+        frame[metrics.EPOCHS_DONE] = frame[_ITERATION]
+    if metrics.EPOCHS_DONE in frame.columns:
+        frame = frame.drop_duplicates(subset=[metrics.EPOCHS_DONE], keep="last")
+        frame = frame.sort_values(metrics.EPOCHS_DONE, kind="stable")
+    return frame.reset_index(drop=True)
+
+
+def _trial_id(records: list[dict[str, Any]], dirname: str) -> str:
+    for record in reversed(records):
+        if record.get("trial_id"):
+            return str(record["trial_id"])
+    match = _RAY_TRIAL_ID.search(dirname)
+    return match.group(1) if match else dirname
+
+
+def _error_summary(text: str) -> str | None:
+    """The line that names the exception in Ray's error.txt.
+
+    Ray writes 'Failure # n (occurred at ...)' and then a traceback, so the first line
+    says nothing; the last unindented line of a traceback ('ValueError: ...') does.
+    """
+    lines = [ln.rstrip() for ln in text.splitlines() if ln.strip()]
+    lines = [ln for ln in lines if not ln.startswith("Failure # ")]
+    for line in reversed(lines):
+        if not line[0].isspace() and not line.startswith(("ray::", "Traceback")):
+            return line.strip()
+    return lines[0].strip() if lines else None
+
+
+def _status(
+    *, events: list[dict[str, Any]], full: bool, has_error_file: bool, run_running: bool
+) -> str:
+    """Status from the driver's last event, the fidelity reached, and error.txt.
+
+    A trial retried after an error (FailureConfig) keeps its old error.txt and gets a
+    new 'start' event, so error.txt decides only when the driver logged nothing.
+    """
+    kinds = [e.get("event") for e in events if e.get("event") in ("start", "complete", "error")]
+    last = kinds[-1] if kinds else None
+    if last == "error" or (last is None and has_error_file and not full):
+        return "error"
+    if full:
+        return "complete"
+    if last == "complete":
+        return "stopped"
+    return "running" if run_running else "incomplete"
+
+
+def _last(history: pd.DataFrame, key: str) -> Any:
+    if key not in history.columns:
+        return None
+    values = history[key].dropna()
+    return values.iloc[-1] if len(values) else None
+
+
+def _number(value: Any) -> float:
+    if value is None or isinstance(value, bool):
+        return math.nan
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return math.nan
+
+
+def _best_values(history: pd.DataFrame, epsilons: Sequence[float]) -> dict[str, Any]:
+    """Best-checkpoint numbers: reported by the trial, else rebuilt from its history."""
+    keys = [metrics.BEST_VAL_ROBUST_ACC, metrics.BEST_VAL_CLEAN_ACC, metrics.BEST_EPOCH]
+    keys += [metrics.best_robust_acc_key(e) for e in epsilons]
+    best = {k: _last(history, k) for k in keys}
+    objective = metrics.VAL_ROBUST_ACC
+    if all(v is not None for v in best.values()) or objective not in history.columns:
+        return best
+    scores = pd.to_numeric(history[objective], errors="coerce")
+    if scores.notna().any():
+        row = history.loc[scores.idxmax()]  # first epoch of the maximum, like the trainable
+        rebuilt = {
+            metrics.BEST_VAL_ROBUST_ACC: row.get(objective),
+            metrics.BEST_VAL_CLEAN_ACC: row.get(metrics.VAL_CLEAN_ACC),
+            metrics.BEST_EPOCH: row.get(metrics.EPOCHS_DONE),
+        }
+        rebuilt |= {metrics.best_robust_acc_key(e): row.get(metrics.robust_acc_key(e))
+                    for e in epsilons}
+        best = {k: v if v is not None else rebuilt.get(k) for k, v in best.items()}
+    return best
+
+
+def _summarise(
+    trial_dir: Path,
+    trial_id: str,
+    history: pd.DataFrame,
+    config: Mapping[str, Any],
+    events: Mapping[str, list[dict[str, Any]]],
+    context: _Context,
+) -> dict[str, Any]:
+    """One trials row: hyperparameters, status, fidelity, best and last accuracies."""
+    hyper = {k: _last(history, k) for k in metrics.HYPERPARAMETERS}
+    hyper = {k: v if v is not None else config.get(k) for k, v in hyper.items()}
+    epochs_done = _last(history, metrics.EPOCHS_DONE)
+    epochs_done = int(epochs_done) if epochs_done is not None else 0
+    max_epochs = _last(history, metrics.MAX_EPOCHS)
+    if max_epochs is None:
+        max_epochs = config.get("epochs") or config.get(metrics.MAX_EPOCHS)
+    max_epochs = int(max_epochs) if max_epochs is not None else None
+    trial_events = events.get(trial_id, [])
+    error_file = trial_dir / ERROR_FILE
+    error_text = error_file.read_text(errors="replace") if error_file.exists() else ""
+    full = max_epochs is not None and epochs_done >= max_epochs
+    status = _status(events=trial_events, full=full, has_error_file=bool(error_text),
+                     run_running=context.run_running)
+    event_errors = [e.get("error") for e in trial_events if e.get("event") == "error"]
+    error = next((_error_summary(str(e)) for e in reversed(event_errors) if e), None)
+    error = error or _error_summary(error_text)
+    end_time = _number(_last(history, _TIMESTAMP))
+    if math.isnan(end_time) and trial_events:
+        end_time = _number(trial_events[-1].get("time"))
+    wall = _last(history, metrics.WALL_TIME_S)
+    row: dict[str, Any] = {
+        "trial_id": trial_id,
+        "trial_dir": trial_dir.name,
+        metrics.WRN: _last(history, metrics.WRN),
+        **hyper,
+        metrics.PARAMS: _last(history, metrics.PARAMS),
+        "status": status,
+        "error": error,
+        metrics.DIVERGED: bool(_last(history, metrics.DIVERGED) or False),
+        metrics.EPOCHS_DONE: epochs_done,
+        metrics.MAX_EPOCHS: max_epochs,
+        "full_fidelity": status == "complete",
+        **_best_values(history, context.epsilons),
+        metrics.VAL_CLEAN_ACC: _last(history, metrics.VAL_CLEAN_ACC),
+        metrics.VAL_ROBUST_ACC: _last(history, metrics.VAL_ROBUST_ACC),
+        **{metrics.robust_acc_key(e): _last(history, metrics.robust_acc_key(e))
+           for e in context.epsilons},
+        metrics.WALL_TIME_S: wall if wall is not None else _last(history, "time_total_s"),
+        metrics.GPU_SHARE: _last(history, metrics.GPU_SHARE),
+        "start_time": _number(next((e.get("time") for e in trial_events), None)),
+        "end_time": end_time,
+    }
+    _fill_architecture(row, context.num_classes)
+    return row
+
+
+def _fill_architecture(row: dict[str, Any], num_classes: int) -> None:
+    """Name and size of a trial that has not reported yet, from its depth and width."""
+    depth, width = row.get(metrics.DEPTH), row.get(metrics.WIDTH)
+    if depth is None or width is None:
+        return
+    try:
+        depth, width = int(depth), int(width)
+        if row.get(metrics.WRN) is None:
+            row[metrics.WRN] = wrn_name(depth, width)
+        if row.get(metrics.PARAMS) is None:
+            row[metrics.PARAMS] = count_parameters(depth, width, num_classes)
+    except (TypeError, ValueError):
+        return
+
+
+def _epsilons_in(columns: Iterable[Any]) -> list[float]:
+    prefix = _ROBUST_PREFIX
+    found = set()
+    for column in columns:
+        name = str(column)
+        if name.startswith(prefix):
+            try:
+                found.add(metrics.parse_eps_key(name[len(prefix):]))
+            except ValueError:
+                continue
+    return sorted(found)
+
+
+def _trials_frame(rows: list[dict[str, Any]], epsilons: Sequence[float]) -> pd.DataFrame:
+    """The trials table: every column present and numbers typed, even with no trial."""
+    accuracy = [metrics.BEST_VAL_ROBUST_ACC, metrics.BEST_VAL_CLEAN_ACC,
+                metrics.VAL_CLEAN_ACC, metrics.VAL_ROBUST_ACC]
+    accuracy += [metrics.best_robust_acc_key(e) for e in epsilons]
+    accuracy += [metrics.robust_acc_key(e) for e in epsilons]
+    numeric = [metrics.PARAMS, metrics.BEST_EPOCH, metrics.WALL_TIME_S, metrics.GPU_SHARE,
+               metrics.PEAK_LR, metrics.WEIGHT_DECAY, metrics.TRAIN_EPS, metrics.TRAIN_STEPS,
+               "start_time", "end_time", *accuracy]
+    columns = ["trial_id", "trial_dir", metrics.WRN, *metrics.HYPERPARAMETERS, "status",
+               "error", metrics.DIVERGED, metrics.EPOCHS_DONE, metrics.MAX_EPOCHS,
+               "full_fidelity", *numeric]
+    frame = pd.DataFrame(rows) if rows else pd.DataFrame(columns=list(dict.fromkeys(columns)))
+    for column in numeric:
+        if column not in frame.columns:
+            frame[column] = np.nan
+        frame[column] = pd.to_numeric(frame[column], errors="coerce").astype(float)
+    frame["full_fidelity"] = frame["full_fidelity"].astype(bool)
+    return frame
+
+
+def _merge_evaluation(trials: pd.DataFrame, folder: Path) -> pd.DataFrame:
+    """Test-split columns written by `wrn-search evaluate`, when it has run (the hook)."""
+    if trials.empty or not folder.is_dir():
+        return trials
+    rows = []
+    for path in sorted(folder.glob("*.json")):
+        record = _read_json_object(path)
+        tests = {k: v for k, v in record.items() if k.startswith(TEST_PREFIX) and _scalar(v)}
+        if record.get("trial_id") and tests:
+            rows.append({"trial_id": str(record["trial_id"]), **tests})
+    if not rows:
+        return trials
+    tests = pd.DataFrame(rows).drop_duplicates("trial_id", keep="last")
+    return trials.merge(tests, on="trial_id", how="left")

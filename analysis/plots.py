@@ -1,0 +1,307 @@
+"""The report's figures, as matplotlib Figures rendered to inline SVG or PNG.
+
+Figures are built with `matplotlib.figure.Figure` directly rather than pyplot: no
+global backend switch (so importing `analysis` in a notebook changes nothing), no
+figure registry to leak, and rendering uses the Agg/SVG canvases without a display.
+
+Inline SVG gets one <title> tooltip per trial point, ids prefixed per figure (several
+SVGs share one HTML document) and no namespace URLs or metadata, so the HTML has no
+URL in it at all and opens offline.
+"""
+
+from __future__ import annotations
+
+import html
+import io
+import re
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import matplotlib
+import numpy as np
+import pandas as pd
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from matplotlib.ticker import FuncFormatter, LogLocator
+
+from analysis.load import Run
+from analysis.pareto import PUBLISHED_LABEL, Front, PublishedPoint
+from trainables import metrics
+
+FRONT_COLOR = "#1f5fa8"
+COMPLETE_COLOR = "#9dbce3"
+STOPPED_COLOR = "#b8b8b8"
+KNEE_COLOR = "#e08a00"
+_RC = {
+    "svg.fonttype": "none",  # text stays text: small, selectable, no embedded glyphs
+    "svg.hashsalt": "wrn-search",  # stable ids: the same run gives the same file
+    "font.size": 9,
+    "axes.spines.top": False,
+    "axes.spines.right": False,
+    "axes.grid": True,
+    "grid.alpha": 0.3,
+}
+
+
+def human_params(n: float) -> str:
+    """1234567 -> '1.23M', 78000 -> '78k'."""
+    if not np.isfinite(n):
+        return "—"
+    for scale, unit in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if abs(n) >= scale:
+            return f"{n / scale:.3g}{unit}"
+    return f"{n:.0f}"
+
+
+def pct(value: float | None) -> str:
+    """Accuracy fraction as a percentage with one decimal ('—' when missing)."""
+    if value is None or not np.isfinite(value):
+        return "—"
+    return f"{100 * value:.1f}%"
+
+
+def trial_tooltip(row: pd.Series, epsilons: Sequence[float]) -> str:
+    """Everything a reader wants when hovering over one trial's point."""
+    eps = row.get(metrics.TRAIN_EPS)
+    train_eps = metrics.eps_label(float(eps)) if pd.notna(eps) else "?"
+    steps = row.get(metrics.TRAIN_STEPS)
+    steps = f"{int(steps)}" if pd.notna(steps) else "?"
+    lines = [
+        f"{row.get(metrics.WRN)}: {row.get(metrics.PARAMS):,.0f} parameters",
+        f"method {row.get(metrics.METHOD)}, train eps {train_eps}, {steps} steps, "
+        f"lr {row.get(metrics.PEAK_LR):g}",
+        f"{row.get('status')}: {row.get(metrics.EPOCHS_DONE)}/{row.get(metrics.MAX_EPOCHS)} "
+        f"epochs, best epoch {int_or_dash(row.get(metrics.BEST_EPOCH))}",
+        f"val clean {pct(row.get(metrics.BEST_VAL_CLEAN_ACC))}",
+    ]
+    lines += [
+        f"val robust {metrics.eps_label(e)} {pct(row.get(metrics.best_robust_acc_key(e)))}"
+        for e in epsilons
+    ]
+    lines.append(f"trial {row.get('trial_id')}")
+    return "\n".join(lines)
+
+
+def int_or_dash(value: object) -> str:
+    return f"{int(value)}" if value is not None and pd.notna(value) else "—"
+
+
+def _params_axis(ax: Axes) -> None:
+    ax.set_xscale("log")
+    ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: human_params(v)))
+    ax.xaxis.set_minor_formatter(FuncFormatter(lambda v, _: ""))
+    ax.set_xlabel("parameters (log scale)")
+
+
+def _empty(ax: Axes, message: str) -> None:
+    ax.text(0.5, 0.5, message, transform=ax.transAxes, ha="center", va="center",
+            color="#666666")
+
+
+def _point(ax: Axes, x: float, y: float, gid: str, **style: object) -> None:
+    ax.plot([x], [y], linestyle="none", gid=gid, **style)
+
+
+def front_figure(
+    run: Run, front: Front, *, published: Sequence[PublishedPoint] = ()
+) -> tuple[Figure, dict[str, str]]:
+    """Accuracy vs parameters: the front (labelled, step line), the rest greyed."""
+    with matplotlib.rc_context(_RC):
+        fig = Figure(figsize=(8.2, 4.6), layout="constrained")
+        ax = fig.add_subplot()
+        tips: dict[str, str] = {}
+        trials = run.trials
+        col = front.acc_col
+        if trials.empty or col not in trials.columns or trials[col].notna().sum() == 0:
+            _empty(ax, "no trial has reported this accuracy yet")
+            return fig, tips
+        on_front = set(front.members["trial_id"])
+        knee_id = front.knee["trial_id"] if front.knee is not None else None
+        plotted = trials[trials["status"] != "error"].dropna(subset=[metrics.PARAMS, col])
+        for i, (_, row) in enumerate(plotted.iterrows()):
+            gid = f"tip-{i}"
+            tips[gid] = trial_tooltip(row, run.eval_epsilons)
+            x, y = row[metrics.PARAMS], 100 * row[col]
+            if row["trial_id"] in on_front:
+                _point(ax, x, y, gid, marker="o", ms=7, color=FRONT_COLOR, mec="white",
+                       zorder=4)
+            elif row["full_fidelity"]:
+                _point(ax, x, y, gid, marker="o", ms=5, color=COMPLETE_COLOR, zorder=3)
+            else:
+                _point(ax, x, y, gid, marker="o", ms=5, mfc="none", mec=STOPPED_COLOR,
+                       zorder=2)
+        members = front.members
+        if len(members):
+            xs, ys = members[metrics.PARAMS].to_numpy(), 100 * members[col].to_numpy()
+            ax.step(xs, ys, where="post", color=FRONT_COLOR, lw=1.4, zorder=3)
+            for x, y, name in zip(xs, ys, members[metrics.WRN], strict=True):
+                ax.annotate(str(name), (x, y), xytext=(5, 4), textcoords="offset points",
+                            fontsize=8, color=FRONT_COLOR)
+        if knee_id is not None:
+            knee = front.knee
+            ax.plot([knee[metrics.PARAMS]], [100 * knee[col]], marker="o", ms=14, mfc="none",
+                    mec=KNEE_COLOR, mew=1.6, linestyle="none", zorder=5)
+        if published and front.eps is not None:
+            for point in published:
+                ax.plot([point.params], [100 * point.robust_acc], marker="D", ms=5,
+                        color="black", linestyle="none", zorder=2)
+                ax.annotate(point.label, (point.params, 100 * point.robust_acc),
+                            xytext=(5, -10), textcoords="offset points", fontsize=7)
+        _params_axis(ax)
+        ax.set_ylabel(f"validation {front.label} (%)")
+        ax.legend(handles=_front_legend(knee_id is not None, bool(published)), fontsize=8,
+                  loc="best")
+        return fig, tips
+
+
+def _front_legend(knee: bool, published: bool) -> list[Line2D]:
+    handles = [
+        Line2D([], [], marker="o", color=FRONT_COLOR, mec="white", ms=7,
+               label="front (full fidelity)"),
+        Line2D([], [], marker="o", linestyle="none", color=COMPLETE_COLOR, ms=5,
+               label="full fidelity, dominated"),
+        Line2D([], [], marker="o", linestyle="none", mfc="none", mec=STOPPED_COLOR, ms=5,
+               label="early-stopped / unfinished (not in front)"),
+    ]
+    if knee:
+        handles.append(Line2D([], [], marker="o", linestyle="none", mfc="none", mec=KNEE_COLOR,
+                              ms=10, mew=1.6, label="knee"))
+    if published:
+        handles.append(Line2D([], [], marker="D", linestyle="none", color="black", ms=5,
+                              label=PUBLISHED_LABEL))
+    return handles
+
+
+def clean_robust_figure(run: Run, robust: Front) -> tuple[Figure, dict[str, str]]:
+    """Best-checkpoint clean vs robust accuracy, coloured by size: the accuracy trade."""
+    with matplotlib.rc_context(_RC):
+        fig = Figure(figsize=(6.5, 4.4), layout="constrained")
+        ax = fig.add_subplot()
+        tips: dict[str, str] = {}
+        cols = [metrics.BEST_VAL_CLEAN_ACC, robust.acc_col, metrics.PARAMS]
+        trials = run.trials
+        usable = (trials[trials["status"] != "error"].dropna(subset=cols)
+                  if not trials.empty and set(cols) <= set(trials.columns) else trials.iloc[0:0])
+        if usable.empty:
+            _empty(ax, "no trial has reported both accuracies yet")
+            return fig, tips
+        sizes = usable[metrics.PARAMS].to_numpy(dtype=float)
+        norm = matplotlib.colors.LogNorm(sizes.min(), max(sizes.max(), sizes.min() * 1.01))
+        cmap = matplotlib.colormaps["viridis"]
+        on_front = set(robust.members["trial_id"])
+        for i, ((_, row), size) in enumerate(zip(usable.iterrows(), sizes, strict=True)):
+            gid = f"tip-{i}"
+            tips[gid] = trial_tooltip(row, run.eval_epsilons)
+            x, y = 100 * row[cols[0]], 100 * row[cols[1]]
+            if row["full_fidelity"]:
+                edge = "black" if row["trial_id"] in on_front else "white"
+                _point(ax, x, y, gid, marker="o", ms=7, color=cmap(norm(size)), mec=edge,
+                       zorder=3)
+            else:
+                _point(ax, x, y, gid, marker="o", ms=5, mfc="none", mec=STOPPED_COLOR,
+                       zorder=2)
+        bar = fig.colorbar(matplotlib.cm.ScalarMappable(norm=norm, cmap=cmap), ax=ax)
+        bar.ax.yaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+        bar.ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: human_params(v)))
+        bar.ax.yaxis.set_minor_formatter(FuncFormatter(lambda v, _: ""))
+        bar.set_label("parameters")
+        ax.set_xlabel("validation clean accuracy (%)")
+        ax.set_ylabel(f"validation {robust.label} (%)")
+        ax.legend(handles=[
+            Line2D([], [], marker="o", linestyle="none", color="#777777", mec="black", ms=7,
+                   label="on the robust front"),
+            Line2D([], [], marker="o", linestyle="none", mfc="none", mec=STOPPED_COLOR, ms=5,
+                   label="early-stopped / unfinished"),
+        ], fontsize=8, loc="best")
+        return fig, tips
+
+
+def _time_unit(seconds: float) -> tuple[float, str]:
+    if seconds >= 2 * 3600:
+        return 3600.0, "h"
+    if seconds >= 120:
+        return 60.0, "min"
+    return 1.0, "s"
+
+
+def hypervolume_figure(curves: Mapping[str, pd.DataFrame]) -> Figure:
+    """Hypervolume of the front so far against wall time: how fast the search found it."""
+    with matplotlib.rc_context(_RC):
+        fig = Figure(figsize=(6.5, 3.4), layout="constrained")
+        ax = fig.add_subplot()
+        longest = max((float(c["time_s"].max()) for c in curves.values() if len(c)), default=0)
+        if longest <= 0 and not any(len(c) for c in curves.values()):
+            _empty(ax, "no trial has reached full fidelity yet")
+            return fig
+        scale, unit = _time_unit(longest)
+        for label, curve in curves.items():
+            if curve.empty:
+                continue
+            t = np.concatenate([[0.0], curve["time_s"].to_numpy(float), [longest]]) / scale
+            hv = np.concatenate([[0.0], curve["hypervolume"].to_numpy(float),
+                                 [curve["hypervolume"].iloc[-1]]])
+            ax.step(t, hv, where="post", label=label)
+            ax.plot(t[1:-1], hv[1:-1], "o", ms=3, color=ax.lines[-1].get_color())
+        ax.set_xlabel(f"wall time since the run started ({unit})")
+        ax.set_ylabel("hypervolume\n(decades x accuracy)")
+        ax.legend(fontsize=8, loc="lower right")
+        return fig
+
+
+def learning_curves_figure(run: Run, front: Front) -> Figure:
+    """Validation robust and clean accuracy per epoch of every front member."""
+    with matplotlib.rc_context(_RC):
+        fig = Figure(figsize=(9.5, 3.8), layout="constrained")
+        robust_ax, clean_ax = fig.subplots(1, 2, sharex=True)
+        history = run.history
+        if front.members.empty or history.empty:
+            _empty(robust_ax, "no front yet")
+            return fig
+        eps = front.eps if front.eps is not None else run.eval_epsilons[0]
+        robust_col = metrics.robust_acc_key(eps)
+        if robust_col not in history.columns:
+            robust_col = metrics.VAL_ROBUST_ACC
+        for _, member in front.members.iterrows():
+            curve = history[history["trial_id"] == member["trial_id"]]
+            label = f"{member[metrics.WRN]} ({human_params(member[metrics.PARAMS])})"
+            for ax, col in ((robust_ax, robust_col), (clean_ax, metrics.VAL_CLEAN_ACC)):
+                if col not in curve.columns:
+                    continue
+                line = ax.plot(curve[metrics.EPOCHS_DONE], 100 * curve[col], lw=1.3,
+                               label=label)[0]
+                best = curve[curve[metrics.EPOCHS_DONE] == member.get(metrics.BEST_EPOCH)]
+                ax.plot(best[metrics.EPOCHS_DONE], 100 * best[col], "o", ms=4,
+                        color=line.get_color())
+        robust_ax.set_ylabel(f"validation robust accuracy at {metrics.eps_label(eps)} (%)")
+        clean_ax.set_ylabel("validation clean accuracy (%)")
+        for ax in (robust_ax, clean_ax):
+            ax.set_xlabel("epoch (dot: best-robust checkpoint)")
+        clean_ax.legend(fontsize=7, loc="lower right")
+        return fig
+
+
+def to_png(fig: Figure, path: Path) -> Path:
+    with matplotlib.rc_context(_RC):
+        fig.savefig(path, format="png", dpi=110)
+    return path
+
+
+def to_inline_svg(fig: Figure, *, prefix: str, tooltips: Mapping[str, str] | None = None) -> str:
+    """An <svg> element for an HTML page: tooltips in, metadata and URLs out."""
+    buffer = io.StringIO()
+    with matplotlib.rc_context(_RC):
+        fig.savefig(buffer, format="svg")
+    svg = buffer.getvalue()
+    svg = svg[svg.index("<svg"):]
+    svg = re.sub(r"<metadata>.*?</metadata>\s*", "", svg, flags=re.S)
+    svg = re.sub(r'\s+xmlns(:\w+)?="[^"]*"', "", svg)
+    svg = svg.replace("xlink:href=", "href=")
+    svg = re.sub(r'\bid="([^"]+)"', rf'id="{prefix}\1"', svg)
+    svg = re.sub(r"url\(#([^)]+)\)", rf"url(#{prefix}\1)", svg)
+    svg = re.sub(r'href="#([^"]+)"', rf'href="#{prefix}\1"', svg)
+    for gid, text in (tooltips or {}).items():
+        svg = svg.replace(f'<g id="{prefix}{gid}">',
+                          f'<g id="{prefix}{gid}"><title>{html.escape(text)}</title>', 1)
+    return svg

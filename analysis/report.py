@@ -1,0 +1,581 @@
+"""The Pareto report of one run: self-contained HTML, Markdown with PNGs, and CSV tables.
+
+The content is assembled once as a list of blocks (headings, tables, plots, ...) and
+rendered to each format, so the HTML and the Markdown can never disagree. Everything is
+read from the run directory (no Ray); every accuracy is a validation-split number.
+"""
+
+from __future__ import annotations
+
+import html
+import importlib.util
+import json
+import logging
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+
+from analysis import plots
+from analysis.load import STATUSES, Run, load_run
+from analysis.pareto import PUBLISHED_REFERENCE, Front, fronts, hypervolume_over_time
+from analysis.pareto import reference_params as _reference_params
+from analysis.plots import human_params, pct
+from trainables import metrics
+from trainables.config import ConfigError, fail
+
+logger = logging.getLogger(__name__)
+
+FORMATS = ("html", "md", "csv", "parquet")
+SPLIT_STATEMENT = (
+    "Selection and all accuracies here: validation split carved from the training set. "
+    "Test-split figures appear only after `wrn-search evaluate`."
+)
+
+
+# ---------------------------------------------------------------- document blocks
+
+
+@dataclass
+class Heading:
+    level: int
+    text: str
+
+
+@dataclass
+class Para:
+    text: str  # plain text; `backticks` become code
+    css: str = ""
+
+
+@dataclass
+class Facts:
+    items: list[tuple[str, str]]
+
+
+@dataclass
+class Table:
+    headers: list[str]
+    rows: list[list[str]]
+    numeric: list[bool]
+    marked: set[int] = field(default_factory=set)  # rows to highlight (the knee)
+
+
+@dataclass
+class Plot:
+    name: str  # file stem of the PNG, id prefix of the SVG
+    figure: Figure
+    caption: str
+    tips: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class Code:
+    text: str
+
+
+@dataclass
+class Details:
+    summary: str
+    blocks: list[Any]
+
+
+Block = Heading | Para | Facts | Table | Plot | Code | Details
+
+
+# ---------------------------------------------------------------- public entry point
+
+
+def write_report(
+    run_dir: Path, out_dir: Path | None = None, formats: Sequence[str] = ("html", "md", "csv")
+) -> list[Path]:
+    """Write the report of the run in `run_dir`; return every file written.
+
+    Args:
+        run_dir: a run directory (see notes/rundir.md); Ray need not be running.
+        out_dir: where to write; default `run_dir/report`.
+        formats: any of "html" (self-contained page), "md" (Markdown + PNGs), "csv"
+            (trials, front, history tables), "parquet" (the same tables; needs pyarrow).
+    """
+    chosen = _check_formats(formats)
+    run = load_run(Path(run_dir))
+    out = Path(out_dir) if out_dir is not None else Path(run_dir) / "report"
+    out.mkdir(parents=True, exist_ok=True)
+    ref_params, ref_reason = _reference_params(run.spec, run.trials)
+    all_fronts = fronts(run, ref_params=ref_params)
+    written: list[Path] = []
+    for fmt in ("csv", "parquet"):
+        if fmt in chosen:
+            written += _write_tables(run, all_fronts, out, fmt)
+    if "html" in chosen or "md" in chosen:
+        blocks = _document(run, all_fronts, ref_reason)
+        if "md" in chosen:
+            written += _write_markdown(run, blocks, out)
+        if "html" in chosen:
+            written.append(_write_html(run, blocks, out))
+    logger.info("report of %s: %d files in %s", run.name, len(written), out)
+    return written
+
+
+def _check_formats(formats: Sequence[str]) -> list[str]:
+    chosen = [formats] if isinstance(formats, str) else list(formats)
+    if not chosen:
+        raise fail("formats", chosen, "allowed: " + ", ".join(FORMATS))
+    for fmt in chosen:
+        if fmt not in FORMATS:
+            raise fail("formats", fmt, "allowed: " + ", ".join(FORMATS))
+    if "parquet" in chosen and importlib.util.find_spec("pyarrow") is None:
+        raise ConfigError("formats: 'parquet' needs pyarrow; pip install pyarrow, or use csv")
+    return chosen
+
+
+# ---------------------------------------------------------------- tables (csv/parquet)
+
+
+def front_table(all_fronts: Sequence[Front]) -> pd.DataFrame:
+    """Members of every front, one row per (front, member), with the objective named."""
+    parts = []
+    for f in all_fronts:
+        members = f.members.copy()
+        members.insert(0, "objective", f.objective)
+        members.insert(1, "eps", np.nan if f.eps is None else f.eps)
+        members.insert(2, "eps_label", "" if f.eps is None else metrics.eps_label(f.eps))
+        knee = f.knee["trial_id"] if f.knee is not None else None
+        members.insert(3, "knee", members["trial_id"] == knee)
+        parts.append(members)
+    non_empty = [p for p in parts if len(p)]
+    return pd.concat(non_empty, ignore_index=True) if non_empty else pd.DataFrame(
+        columns=["objective", "eps", "eps_label", "knee", "trial_id"])
+
+
+def _write_tables(run: Run, all_fronts: Sequence[Front], out: Path, fmt: str) -> list[Path]:
+    tables = {"trials": run.trials, "front": front_table(all_fronts), "history": run.history}
+    written = []
+    for name, table in tables.items():
+        path = out / f"{name}.{fmt}"
+        if fmt == "csv":
+            table.to_csv(path, index=False)
+        else:
+            table.to_parquet(path, index=False)
+        written.append(path)
+    return written
+
+
+# ---------------------------------------------------------------- content
+
+
+def scheduler_rungs(run: Run) -> pd.DataFrame | None:
+    """Trials stopped at each rung of the scheduler (None when nothing stops trials early).
+
+    Rungs are the milestones grace * rf^k < max epochs; a stopped trial belongs to the
+    rung whose milestone equals its epochs done; the rest (budget end, divergence) are
+    counted in a last row.
+    """
+    scheduler = run.spec.get("scheduler") or {}
+    if scheduler.get("kind", "none") == "none":
+        return None
+    grace, factor = scheduler.get("grace_period"), scheduler.get("reduction_factor")
+    max_epochs = (run.spec.get("training") or {}).get("epochs")
+    if not grace or not factor or factor <= 1 or not max_epochs:
+        return None
+    milestones = []
+    milestone = float(grace)
+    while milestone < max_epochs:
+        milestones.append(milestone)
+        milestone *= factor
+    trials = run.trials
+    done = trials[metrics.EPOCHS_DONE] if len(trials) else pd.Series(dtype=float)
+    stopped = done[trials["status"] == "stopped"] if len(trials) else done
+    rows = [
+        {"rung": k, "milestone_epoch": m, "reached": int((done >= m).sum()),
+         "stopped_here": int((stopped == m).sum())}
+        for k, m in enumerate(milestones)
+    ]
+    other = int((~stopped.isin(milestones)).sum())
+    rows.append({"rung": "other", "milestone_epoch": np.nan, "reached": np.nan,
+                 "stopped_here": other})
+    return pd.DataFrame(rows)
+
+
+def _duration(seconds: Any) -> str:
+    if seconds is None or not np.isfinite(float(seconds)):
+        return "—"
+    seconds = float(seconds)
+    if seconds < 60:
+        return f"{seconds:.0f} s"
+    if seconds < 3600:
+        return f"{seconds / 60:.0f} min"
+    hours, rest = divmod(round(seconds / 60), 60)
+    return f"{hours} h {rest:02d} min"
+
+
+def _budget(run_state: dict[str, Any]) -> str:
+    used, budget = run_state.get("elapsed_s"), run_state.get("budget_s")
+    if used is None:
+        return "unknown (no run.json)"
+    text = f"{_duration(used)} used"
+    if budget:
+        left = max(0.0, float(budget) - float(used))
+        text += f" of {_duration(budget)} ({100 * float(used) / float(budget):.0f}%), "
+        text += f"{_duration(left)} left"
+    resumes = run_state.get("resumes")
+    return text + (f"; resumed {resumes} time(s)" if resumes else "")
+
+
+def _status_counts(run: Run) -> str:
+    counts = run.trials["status"].value_counts() if len(run.trials) else pd.Series(dtype=int)
+    parts = [f"{int(counts.get(s, 0))} {s}" for s in STATUSES]
+    parts.append(f"{len(run.unreadable)} unreadable")
+    total = len(run.trials) + len(run.unreadable)
+    return f"{total} total: " + ", ".join(parts)
+
+
+def _threat_model(spec: dict[str, Any]) -> str:
+    tm = spec.get("threat_model") or {}
+    if not tm:
+        return "unknown (no spec.json)"
+    eps = ", ".join(metrics.eps_label(float(e)) for e in tm.get("epsilons", []))
+    return (f"{str(tm.get('norm', '?')).upper()} eps {eps}; PGD-{tm.get('steps', '?')}, "
+            f"{tm.get('restarts', '?')} restart(s)")
+
+
+def _member_name(row: pd.Series | None, acc_col: str) -> str:
+    if row is None:
+        return "none: no front member lies above the line joining the front's extremes"
+    size = human_params(row[metrics.PARAMS])
+    return f"{row[metrics.WRN]} ({size} parameters, {pct(row[acc_col])})"
+
+
+def _headline(run: Run, all_fronts: Sequence[Front], ref_reason: str) -> list[Block]:
+    main = all_fronts[0]
+    state = run.state or "unknown (no run.json)"
+    blocks: list[Block] = []
+    if run.is_partial:
+        blocks.append(Para(f"PARTIAL RUN (state: {state}): the run has not finished; fronts "
+                           "and counts below are a snapshot.", css="banner"))
+    blocks.append(Para(SPLIT_STATEMENT, css="split"))
+    n_full = len(run.full_fidelity)
+    blocks.append(Facts([
+        ("Run", f"{run.name} ({run.run_dir})"),
+        ("State", state),
+        ("Budget", _budget(run.run_state)),
+        ("Trials", _status_counts(run)),
+        ("Threat model", _threat_model(run.spec)),
+        ("Objective", f"validation {main.label} of the best-robust checkpoint"),
+        ("Front size", f"{len(main.members)} of {n_full} full-fidelity trials"),
+        ("Hypervolume", f"{main.hypervolume:.4f} in (log10 params, accuracy) space"),
+        ("Reference point", f"params = {main.ref_params:,.0f}, accuracy = {main.ref_acc:g}; "
+                            f"params bound: {ref_reason}"),
+        ("Knee", _member_name(main.knee, main.acc_col)),
+    ]))
+    return blocks
+
+
+def _front_rows(run: Run, f: Front) -> Table:
+    epsilons = run.eval_epsilons
+    tests = run.test_columns
+    headers = ["", "WRN", "params", "method", "train eps", "train steps", "peak lr",
+               "best epoch", "val clean"]
+    headers += [f"val robust {metrics.eps_label(e)}" for e in epsilons] + tests
+    numeric = [False, False, True, False, True, True, True, True, True]
+    numeric += [True] * (len(epsilons) + len(tests))
+    rows, marked = [], set()
+    knee = f.knee["trial_id"] if f.knee is not None else None
+    for i, (_, r) in enumerate(f.members.iterrows()):
+        if r["trial_id"] == knee:
+            marked.add(i)
+        rows.append([
+            "knee" if r["trial_id"] == knee else "",
+            str(r[metrics.WRN]),
+            human_params(r[metrics.PARAMS]),
+            str(r[metrics.METHOD]),
+            metrics.eps_label(r[metrics.TRAIN_EPS]) if pd.notna(r[metrics.TRAIN_EPS]) else "—",
+            plots.int_or_dash(r[metrics.TRAIN_STEPS]),
+            f"{r[metrics.PEAK_LR]:g}",
+            f"{plots.int_or_dash(r[metrics.BEST_EPOCH])}/{plots.int_or_dash(r[metrics.MAX_EPOCHS])}",
+            pct(r[metrics.BEST_VAL_CLEAN_ACC]),
+            *[pct(r.get(metrics.best_robust_acc_key(e))) for e in epsilons],
+            *[_test_value(r.get(c)) for c in tests],
+        ])
+    return Table(headers, rows, numeric, marked)
+
+
+def _test_value(value: Any) -> str:
+    if isinstance(value, (int, float)) and 0 <= value <= 1:
+        return pct(value)
+    return "—" if value is None or (isinstance(value, float) and np.isnan(value)) else str(value)
+
+
+def _front_sections(run: Run, all_fronts: Sequence[Front]) -> list[Block]:
+    blocks: list[Block] = [Heading(2, "Pareto fronts")]
+    n_stopped = int((run.trials["status"] != "complete").sum()) if len(run.trials) else 0
+    n_error = int((run.trials["status"] == "error").sum()) if len(run.trials) else 0
+    blocks.append(Para(
+        "Fronts use full-fidelity trials only. Early-stopped and unfinished trials "
+        f"({n_stopped - n_error}) are drawn as hollow grey circles and never enter a front "
+        f"or a hypervolume; errored trials ({n_error}) are not plotted. Accuracies are the "
+        "best-robust checkpoint's; hover over a point for its settings."
+    ))
+    for i, f in enumerate(all_fronts):
+        title = f.label[0].upper() + f.label[1:]
+        if i == 0:
+            title += " (search objective)"
+        blocks.append(Heading(3, title))
+        fig, tips = plots.front_figure(run, f, published=PUBLISHED_REFERENCE)
+        stem = f"front_{metrics.eps_key(f.eps)}" if f.eps is not None else "front_clean"
+        blocks.append(Plot(stem, fig, f"Validation {f.label} vs parameters; "
+                           f"hypervolume {f.hypervolume:.4f}.", tips))
+        if f.members.empty:
+            blocks.append(Para("No full-fidelity trial yet: no front."))
+        else:
+            blocks.append(_front_rows(run, f))
+    return blocks
+
+
+def _progress_sections(run: Run, all_fronts: Sequence[Front]) -> list[Block]:
+    robust = [f for f in all_fronts if f.eps is not None]
+    start = _run_start(run)
+    curves = {
+        f.label: hypervolume_over_time(run.trials, acc_col=f.acc_col, ref_params=f.ref_params,
+                                       start_time=start)
+        for f in robust
+    }
+    blocks: list[Block] = [Heading(2, "Clean vs robust accuracy")]
+    if robust:
+        fig, tips = plots.clean_robust_figure(run, robust[0])
+        blocks.append(Plot("clean_vs_robust", fig, "Best-robust checkpoint of every trial; "
+                           "colour: parameters; black edge: on the robust front.", tips))
+    blocks += [
+        Heading(2, "Search progress"),
+        Plot("hypervolume", plots.hypervolume_figure(curves),
+             "Hypervolume of the full-fidelity front after each trial completed, against "
+             "wall time since the run started (time between resumes included)."),
+        Heading(2, "Learning curves of the front"),
+    ]
+    if robust:
+        blocks.append(Plot("learning_curves", plots.learning_curves_figure(run, robust[0]),
+                           "Validation accuracy per epoch of the objective front's members."))
+    return blocks
+
+
+def _run_start(run: Run) -> float | None:
+    """Earliest trial start the driver logged, else the earliest result minus its wall time."""
+    trials = run.trials
+    if trials.empty:
+        return None
+    if trials["start_time"].notna().any():
+        return float(trials["start_time"].min())
+    begun = trials["end_time"] - trials[metrics.WALL_TIME_S].fillna(0)
+    return float(begun.min()) if begun.notna().any() else None
+
+
+def _rung_section(run: Run) -> list[Block]:
+    blocks: list[Block] = [Heading(2, "Early stopping")]
+    rungs = scheduler_rungs(run)
+    kind = (run.spec.get("scheduler") or {}).get("kind", "unknown")
+    if rungs is None:
+        blocks.append(Para(f"Scheduler: {kind}; no rungs, so no trial is stopped early."))
+        return blocks
+    sched = run.spec["scheduler"]
+    blocks.append(Para(f"Scheduler {kind}: grace period {sched['grace_period']} epoch(s), "
+                       f"reduction factor {sched['reduction_factor']}. A trial stopped at a "
+                       "rung trained exactly that rung's milestone epochs."))
+    rows = [[str(r.rung), _fmt_num(r.milestone_epoch), _fmt_num(r.reached),
+             str(r.stopped_here)] for r in rungs.itertuples()]
+    rows[-1][0] = "elsewhere (budget end, divergence, ...)"
+    blocks.append(Table(["rung", "milestone epoch", "trials reaching it", "stopped there"],
+                        rows, [False, True, True, True]))
+    return blocks
+
+
+def _fmt_num(value: Any) -> str:
+    return "—" if pd.isna(value) else f"{value:g}"
+
+
+def _problem_section(run: Run) -> list[Block]:
+    blocks: list[Block] = [Heading(2, "Errored and unreadable trials")]
+    errors = run.trials[run.trials["status"] == "error"] if len(run.trials) else run.trials
+    if errors.empty and not run.unreadable:
+        blocks.append(Para("None."))
+        return blocks
+    rows = [[str(r["trial_dir"]), "error", str(r[metrics.WRN]),
+             str(r[metrics.EPOCHS_DONE]), str(r["error"] or "no message")]
+            for _, r in errors.iterrows()]
+    rows += [[name, "unreadable", "—", "—", reason] for name, reason in run.unreadable]
+    blocks.append(Table(["trial directory", "status", "WRN", "epochs", "reason"], rows,
+                        [False, False, False, True, False]))
+    return blocks
+
+
+def _all_trials(run: Run) -> list[Block]:
+    if run.trials.empty:
+        return []
+    main = metrics.best_robust_acc_key(run.eval_epsilons[0]) if run.eval_epsilons else None
+    order = run.trials.sort_values(["status", metrics.PARAMS], kind="stable")
+    rows = [[str(r["trial_id"]), str(r[metrics.WRN]), human_params(r[metrics.PARAMS]),
+             str(r["status"]),
+             f"{r[metrics.EPOCHS_DONE]}/{plots.int_or_dash(r[metrics.MAX_EPOCHS])}",
+             pct(r[metrics.BEST_VAL_CLEAN_ACC]), pct(r[main]) if main else "—",
+             _duration(r[metrics.WALL_TIME_S])] for _, r in order.iterrows()]
+    table = Table(["trial", "WRN", "params", "status", "epochs", "val clean", "val robust",
+                   "wall time"], rows, [False, False, True, False, True, True, True, True])
+    return [Details(f"All {len(rows)} trials (also in trials.csv)", [table])]
+
+
+def compact_json(value: Any, indent: str = "") -> str:
+    """Pretty JSON with short lists on one line: a spec reads top to bottom."""
+    inner = indent + "  "
+    if isinstance(value, dict) and value:
+        items = [f"{inner}{json.dumps(k)}: {compact_json(v, inner)}" for k, v in value.items()]
+        return "{\n" + ",\n".join(items) + f"\n{indent}}}"
+    if isinstance(value, list) and any(isinstance(v, (dict, list)) for v in value):
+        items = [f"{inner}{compact_json(v, inner)}" for v in value]
+        return "[\n" + ",\n".join(items) + f"\n{indent}]"
+    return json.dumps(value)
+
+
+def _document(run: Run, all_fronts: Sequence[Front], ref_reason: str) -> list[Block]:
+    blocks: list[Block] = [Heading(1, f"wrn-search report: {run.name}")]
+    blocks += _headline(run, all_fronts, ref_reason)
+    blocks += _front_sections(run, all_fronts)
+    blocks += _progress_sections(run, all_fronts)
+    blocks += _rung_section(run)
+    blocks += _problem_section(run)
+    blocks += [Heading(2, "Trials"), *_all_trials(run)]
+    blocks += [Heading(2, "Spec and budget"), Para(f"Budget: {_budget(run.run_state)}."),
+               Code(compact_json(run.spec) if run.spec else "(no spec.json)")]
+    return blocks
+
+
+# ---------------------------------------------------------------- renderers
+
+_CSS = """
+body { font: 14px/1.45 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif;
+       color: #222; max-width: 1080px; margin: 2em auto; padding: 0 1.2em; }
+h1 { font-size: 1.6em; margin-bottom: .3em; }
+h2 { font-size: 1.25em; border-bottom: 1px solid #ddd; padding-bottom: .2em; margin-top: 2em; }
+h3 { font-size: 1.05em; margin-top: 1.5em; }
+table { border-collapse: collapse; margin: .6em 0 1.2em; font-size: 13px; }
+th, td { padding: .25em .7em; border-bottom: 1px solid #e4e4e4; text-align: left;
+         vertical-align: top; }
+th { background: #f4f6f8; font-weight: 600; }
+td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; }
+tr.marked td { background: #fff4e0; }
+table.facts th { background: none; width: 11em; }
+.banner { background: #fff3cd; border: 1px solid #e0b000; color: #5c4400; padding: .6em 1em;
+          font-weight: 600; border-radius: 4px; }
+.split { background: #eef4fb; border-left: 4px solid #1f5fa8; padding: .5em 1em; }
+figure { margin: .5em 0 1em; }
+figure svg { max-width: 100%; height: auto; }
+figcaption { color: #555; font-size: 12.5px; }
+pre { background: #f6f8fa; padding: .8em; overflow-x: auto; font-size: 12px; }
+code { background: #f2f2f2; padding: 0 .25em; border-radius: 3px; }
+details summary { cursor: pointer; margin: .5em 0; }
+"""
+
+
+def _inline(text: str) -> str:
+    return re.sub(r"`([^`]+)`", r"<code>\1</code>", html.escape(text))
+
+
+def _html_table(t: Table, css: str = "") -> str:
+    def cell(tag: str, text: str, numeric: bool) -> str:
+        cls = ' class="num"' if numeric else ""
+        return f"<{tag}{cls}>{html.escape(text)}</{tag}>"
+
+    head = "".join(cell("th", h, n) for h, n in zip(t.headers, t.numeric, strict=True))
+    body = []
+    for i, row in enumerate(t.rows):
+        cls = ' class="marked"' if i in t.marked else ""
+        cells = "".join(cell("td", v, n) for v, n in zip(row, t.numeric, strict=True))
+        body.append(f"<tr{cls}>{cells}</tr>")
+    cls = f' class="{css}"' if css else ""
+    return f"<table{cls}><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+
+
+def _html_block(block: Block, svg: Callable[[Plot], str]) -> str:
+    if isinstance(block, Heading):
+        anchor = re.sub(r"[^a-z0-9]+", "-", block.text.lower()).strip("-")
+        return f'<h{block.level} id="{anchor}">{html.escape(block.text)}</h{block.level}>'
+    if isinstance(block, Para):
+        cls = f' class="{block.css}"' if block.css else ""
+        return f"<p{cls}>{_inline(block.text)}</p>"
+    if isinstance(block, Facts):
+        rows = "".join(f"<tr><th>{html.escape(k)}</th><td>{_inline(v)}</td></tr>"
+                       for k, v in block.items)
+        return f'<table class="facts"><tbody>{rows}</tbody></table>'
+    if isinstance(block, Table):
+        return _html_table(block)
+    if isinstance(block, Plot):
+        return (f"<figure>{svg(block)}<figcaption>{_inline(block.caption)}"
+                "</figcaption></figure>")
+    if isinstance(block, Code):
+        return f"<pre>{html.escape(block.text)}</pre>"
+    inner = "\n".join(_html_block(b, svg) for b in block.blocks)
+    return f"<details><summary>{html.escape(block.summary)}</summary>{inner}</details>"
+
+
+def _write_html(run: Run, blocks: Sequence[Block], out: Path) -> Path:
+    def svg(plot: Plot) -> str:
+        return plots.to_inline_svg(plot.figure, prefix=f"{plot.name}-", tooltips=plot.tips)
+
+    body = "\n".join(_html_block(b, svg) for b in blocks)
+    page = (
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        f"<title>wrn-search report: {html.escape(run.name)}</title>"
+        f"<style>{_CSS}</style></head>\n<body>\n{body}\n</body></html>\n"
+    )
+    path = out / "report.html"
+    path.write_text(page, encoding="utf-8")
+    return path
+
+
+def _md_escape(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def _md_table(t: Table) -> str:
+    lines = ["| " + " | ".join(_md_escape(h) or " " for h in t.headers) + " |",
+             "|" + "|".join("---:" if n else "---" for n in t.numeric) + "|"]
+    for i, row in enumerate(t.rows):
+        cells = [_md_escape(v) for v in row]
+        if i in t.marked:
+            cells = [f"**{c}**" if c else c for c in cells]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _md_block(block: Block, png: Callable[[Plot], str]) -> str:
+    if isinstance(block, Heading):
+        return f"{'#' * block.level} {block.text}"
+    if isinstance(block, Para):
+        return f"> **{block.text}**" if block.css == "banner" else (
+            f"> {block.text}" if block.css else block.text)
+    if isinstance(block, Facts):
+        return "\n".join(f"- **{k}**: {v}" for k, v in block.items)
+    if isinstance(block, Table):
+        return _md_table(block)
+    if isinstance(block, Plot):
+        return f"![{block.caption}]({png(block)})\n\n*{block.caption}*"
+    if isinstance(block, Code):
+        return f"```json\n{block.text}\n```"
+    return f"**{block.summary}**\n\n" + "\n\n".join(_md_block(b, png) for b in block.blocks)
+
+
+def _write_markdown(run: Run, blocks: Sequence[Block], out: Path) -> list[Path]:
+    images: list[Path] = []
+
+    def png(plot: Plot) -> str:
+        images.append(plots.to_png(plot.figure, out / f"{plot.name}.png"))
+        return images[-1].name
+
+    text = "\n\n".join(_md_block(b, png) for b in blocks) + "\n"
+    path = out / "report.md"
+    path.write_text(text, encoding="utf-8")
+    return [path, *images]

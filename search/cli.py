@@ -1,0 +1,296 @@
+"""`wrn-search`: the only place that prints for humans.
+
+Every bad input ends with one line on stderr ("wrn-search: error: <field>: <value> ...")
+and exit status 2; Ctrl-C ends with status 130 after the run state is saved.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, NoReturn
+
+from search.cluster import prefer_loopback, quiet_ray
+
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports a bad argument in one line (no usage dump)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def _say(text: str = "") -> None:
+    print(text, flush=True)
+
+
+class _StatusPrinter:
+    """The live status line: redrawn in place on a terminal; in a log, a line when the
+    trial counts change or every `log_every_s` seconds."""
+
+    def __init__(self, log_every_s: float = 30.0) -> None:
+        self.tty = sys.stderr.isatty()
+        self.log_every_s = log_every_s
+        self.last_counts = ""
+        self.last_time = 0.0
+
+    def __call__(self, line: str) -> None:
+        import time
+
+        if self.tty:
+            sys.stderr.write("\r\033[K" + line)
+            sys.stderr.flush()
+            return
+        counts = line.split("|", 1)[-1]
+        if counts != self.last_counts or time.time() - self.last_time >= self.log_every_s:
+            self.last_counts, self.last_time = counts, time.time()
+            print(line, file=sys.stderr, flush=True)
+
+    def close(self) -> None:
+        if self.tty:
+            sys.stderr.write("\n")
+
+
+# ------------------------------------------------------------------------- train
+def _add_train(sub: Any) -> None:
+    p = sub.add_parser("train", help="train one WRN config adversarially (no search)",
+                       description="Train and evaluate one WRN-d-k, epoch by epoch.")
+    d = p.add_argument_group("data")
+    d.add_argument("--dataset", default="cifar10-sample",
+                   help="cifar10, cifar10-sample (bundled, offline), cifar100, svhn")
+    d.add_argument("--data-dir", help="folder or .tar.gz holding the dataset")
+    d.add_argument("--download", action="store_true", help="allow torchvision to download")
+    d.add_argument("--train-subset", type=int, help="stratified subset of the training split")
+    d.add_argument("--val-size", type=float, default=0.1,
+                   help="validation split: a count, or a fraction < 1 (default 0.1)")
+    m = p.add_argument_group("model")
+    m.add_argument("--depth", type=int, default=16, help="6n+4: 10, 16, 22, 28, 34, 40, ...")
+    m.add_argument("--width", type=int, default=4, help="widening factor k >= 1")
+    m.add_argument("--dropout", type=float, default=0.0)
+    t = p.add_argument_group("training")
+    t.add_argument("--method", default="pgd", help="pgd, fgsm-rs, fgsm-mix, clean")
+    t.add_argument("--epsilon", default="8/255", help="training epsilon: 8/255 or 0.0314")
+    t.add_argument("--steps", type=int, default=10, help="PGD steps (pgd)")
+    t.add_argument("--alpha", help="attack step size (default 2.5*eps/steps; 1.25*eps fgsm-rs)")
+    t.add_argument("--norm", default="linf", help="linf or l2 (training and evaluation)")
+    t.add_argument("--mix-weight", type=float, default=0.5, help="fgsm-mix clean-loss weight")
+    t.add_argument("--epochs", type=int, default=10)
+    t.add_argument("--batch-size", type=int, default=128)
+    t.add_argument("--lr", type=float, default=0.1, help="peak learning rate")
+    t.add_argument("--momentum", type=float, default=0.9)
+    t.add_argument("--weight-decay", type=float, default=5e-4)
+    t.add_argument("--schedule", default="cosine", help="cosine, piecewise, onecycle")
+    t.add_argument("--warmup-epochs", type=float, default=0.0)
+    t.add_argument("--label-smoothing", type=float, default=0.0)
+    t.add_argument("--seed", type=int, default=0)
+    e = p.add_argument_group("evaluation (the threat model)")
+    e.add_argument("--eval-epsilon", action="append",
+                   help="eval epsilon, repeatable (default: 8/255); the first one is selected on")
+    e.add_argument("--eval-steps", type=int, default=10)
+    e.add_argument("--eval-restarts", type=int, default=1)
+    e.add_argument("--eval-max-examples", type=int,
+                   help="attack at most this many validation images per epoch")
+    r = p.add_argument_group("run")
+    r.add_argument("--device", default="auto", help="auto, cpu, cuda")
+    r.add_argument("--compile", action="store_true", help="torch.compile the model (GPU)")
+    r.add_argument("--threads", type=int, help="CPU threads for torch")
+    r.add_argument("--out", help="output folder (default runs/train-WRN-d-k-METHOD)")
+    r.add_argument("--resume", action="store_true", help="continue the run saved in --out")
+    p.set_defaults(func=_cmd_train)
+
+
+def _train_config(a: argparse.Namespace) -> Any:
+    from trainables.config import TrialConfig
+
+    val_size: int | float = int(a.val_size) if float(a.val_size).is_integer() else a.val_size
+    return TrialConfig.from_dict({
+        "data": {"dataset": a.dataset, "data_dir": a.data_dir, "download": a.download,
+                 "train_subset": a.train_subset, "val_size": val_size, "seed": a.seed},
+        "model": {"depth": a.depth, "width": a.width, "dropout": a.dropout},
+        "training": {"method": a.method, "norm": a.norm, "eps": a.epsilon, "steps": a.steps,
+                     "alpha": a.alpha, "mix_weight": a.mix_weight, "epochs": a.epochs,
+                     "batch_size": a.batch_size, "lr": a.lr, "momentum": a.momentum,
+                     "weight_decay": a.weight_decay, "schedule": a.schedule,
+                     "warmup_epochs": a.warmup_epochs, "label_smoothing": a.label_smoothing,
+                     "seed": a.seed},
+        "threat_model": {"norm": a.norm, "epsilons": tuple(a.eval_epsilon or ["8/255"]),
+                         "steps": a.eval_steps, "restarts": a.eval_restarts,
+                         "max_examples": a.eval_max_examples},
+        "device": a.device, "compile": a.compile, "threads": a.threads,
+    })
+
+
+def _epoch_line(row: dict[str, Any], epochs: int, eps: Sequence[float]) -> str:
+    from trainables import metrics as M
+
+    robust = "  ".join(f"robust@{M.eps_label(e)} {100 * row[M.robust_acc_key(e)]:.1f}%"
+                       for e in eps)
+    return (f"epoch {row[M.EPOCHS_DONE]:>3}/{epochs}  loss {row[M.TRAIN_LOSS]:.3f}  "
+            f"train acc {100 * row[M.TRAIN_ACC]:.1f}%  val clean {100 * row[M.VAL_CLEAN_ACC]:.1f}%"
+            f"  {robust}  (best {100 * row[M.BEST_VAL_ROBUST_ACC]:.1f}% @{row[M.BEST_EPOCH]})  "
+            f"{row[M.TRAIN_IMAGES_PER_S]:.0f} img/s  {row[M.EPOCH_TIME_S] + row[M.EVAL_TIME_S]:.1f}s")
+
+
+def _cmd_train(a: argparse.Namespace) -> int:
+    from trainables.config import ConfigError
+    from trainables.train_run import TrainRun
+
+    cfg = _train_config(a)
+    out = Path(a.out or f"runs/train-WRN-{cfg.model.depth}-{cfg.model.width}-"
+                       f"{cfg.training.method}")
+    run = TrainRun(cfg, out, resume=a.resume)
+    if run.trainer.done:
+        raise ConfigError(f"--resume: {str(out)!r} already finished its "
+                          f"{cfg.training.epochs} epochs (raise --epochs to train on)")
+    facts = run.trainer.static_facts()
+    _say(f"{facts['wrn']} ({facts['params']:,} parameters) on {cfg.data.dataset}: "
+         f"{len(run.trainer.train_loader) * cfg.training.batch_size:,} training / "
+         f"{run.trainer.val_x.shape[0]:,} validation images, device {run.trainer.device}"
+         + (f", resuming after epoch {run.trainer.epoch}" if run.trainer.epoch else ""))
+    for row in run.epochs(show_progress=sys.stderr.isatty()):
+        _say(_epoch_line(row, cfg.training.epochs, cfg.threat_model.epsilons))
+    _say(run.summary())
+    _say(f"wrote {out}/: metrics.csv, metrics.jsonl, config.json, checkpoint/ "
+         f"(state.pt, best_model.pt), tensorboard/")
+    return 0
+
+
+# ------------------------------------------------------------------------ search
+def _add_search(sub: Any) -> None:
+    p = sub.add_parser("run", help="run a budgeted search from a TOML spec",
+                       description="Search WRN depth, width, training epsilon and steps.")
+    p.add_argument("spec", help="experiment spec (TOML), e.g. configs/quickstart.toml")
+    p.add_argument("--name", help="run name (default: the spec's name)")
+    p.add_argument("--budget", help="wall-clock budget, e.g. 90s, 10m, 2h (default: the spec's)")
+    p.add_argument("--storage", help="parent folder or URI of run directories")
+    p.add_argument("--address", help="join a Ray cluster: auto or HOST:PORT (default: start one)")
+    p.add_argument("--dry-run", action="store_true",
+                   help="print the validated spec, the space and its parameter range; run nothing")
+    p.add_argument("--no-report", action="store_true", help="skip writing the report at the end")
+    p.set_defaults(func=_cmd_run)
+
+    p = sub.add_parser("resume", help="continue an interrupted search with its remaining budget")
+    p.add_argument("run_dir", help="the run directory, e.g. runs/quickstart")
+    p.add_argument("--address", help="join a Ray cluster: auto or HOST:PORT")
+    p.add_argument("--no-report", action="store_true")
+    p.set_defaults(func=_cmd_resume)
+
+    p = sub.add_parser("status", help="trials by state, budget used and the best-so-far front")
+    p.add_argument("run_dir")
+    p.set_defaults(func=_cmd_status)
+
+    p = sub.add_parser("report", help="write the Pareto report (HTML, Markdown, CSV)")
+    p.add_argument("run_dir")
+    p.add_argument("--out", help="output folder (default RUN_DIR/report)")
+    p.add_argument("--format", default="html,md,csv",
+                   help="comma-separated: html, md, csv, parquet (default html,md,csv)")
+    p.set_defaults(func=_cmd_report)
+
+
+def _outcome_lines(outcome: Any) -> None:
+    _say(f"search {outcome.state.replace('_', ' ')}: {outcome.trials} trials "
+         f"({outcome.errored} errored) in {outcome.elapsed_s:.0f}s; results in {outcome.run_dir}")
+    if outcome.state == "interrupted":
+        _say(f"continue it with: wrn-search resume {outcome.run_dir}")
+
+
+def _report_after(run_dir: str, skip: bool) -> None:
+    if skip or "://" in run_dir:
+        return
+    from analysis.report import write_report
+
+    files = write_report(Path(run_dir))
+    _say("report: " + ", ".join(str(f) for f in files))
+
+
+def _cmd_run(a: argparse.Namespace) -> int:
+    from search.spec import load_spec
+    from search.tuner import run_search, spec_summary
+    from trainables.data import load_dataset
+
+    spec = load_spec(a.spec, name=a.name, **{"budget.time": a.budget, "storage.path": a.storage})
+    if a.dry_run:
+        _say(json.dumps(spec_summary(spec), indent=2))
+        return 0
+    if not a.address:
+        load_dataset(spec.data)  # decode and cache once, and fail before Ray if data is missing
+    printer = _StatusPrinter()
+    try:
+        outcome = run_search(spec, address=a.address, spec_text=Path(a.spec).read_text("utf-8"),
+                             printer=printer)
+    finally:
+        printer.close()
+    _outcome_lines(outcome)
+    _report_after(outcome.run_dir, a.no_report)
+    return 0 if outcome.state != "interrupted" else EXIT_INTERRUPTED
+
+
+def _cmd_resume(a: argparse.Namespace) -> int:
+    from search.tuner import resume_search
+
+    printer = _StatusPrinter()
+    try:
+        outcome = resume_search(a.run_dir, address=a.address, printer=printer)
+    finally:
+        printer.close()
+    _outcome_lines(outcome)
+    _report_after(outcome.run_dir, a.no_report)
+    return 0 if outcome.state != "interrupted" else EXIT_INTERRUPTED
+
+
+def _cmd_status(a: argparse.Namespace) -> int:
+    from analysis.status import status_text
+
+    _say(status_text(Path(a.run_dir)))
+    return 0
+
+
+def _cmd_report(a: argparse.Namespace) -> int:
+    from analysis.report import write_report
+
+    formats = [f.strip() for f in a.format.split(",") if f.strip()]
+    files = write_report(Path(a.run_dir), Path(a.out) if a.out else None, formats)
+    for f in files:
+        _say(str(f))
+    return 0
+
+
+# -------------------------------------------------------------------------- main
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="wrn-search", description=__doc__.splitlines()[0])
+    parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    _add_train(sub)
+    _add_search(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    quiet_ray()
+    if not getattr(args, "address", None):
+        prefer_loopback()
+    from trainables.config import ConfigError
+
+    try:
+        return args.func(args)
+    except ConfigError as exc:
+        print(f"wrn-search: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("wrn-search: interrupted; finished work is saved", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

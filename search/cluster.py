@@ -1,0 +1,125 @@
+"""Starting or joining Ray, and holding trial resource requests to what the cluster has.
+
+Ray queues a trial whose request no node can satisfy and waits for it forever (PENDING).
+`check_resources` turns that into an immediate, one-line error before any trial starts.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+from typing import Any
+
+from models import count_parameters
+from trainables.config import ConfigError
+
+log = logging.getLogger(__name__)
+
+_GPU_SHARE_STEP = 1 / 8  # "auto" GPU shares are rounded up to eighths of a GPU
+_DEFAULT_GPU_MEMORY = 16 * 2**30  # assumed when the driver cannot see the cluster's GPUs
+
+
+def prefer_loopback() -> None:
+    """Make an embedded (local) Ray bind to 127.0.0.1: call before `import ray`.
+
+    Ray resolves "localhost" to the machine's routable address unless this switch (meant
+    for laptops) is off; a single-machine search has no reason to listen on the network.
+    """
+    os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+
+
+def quiet_ray() -> None:
+    """Silence Ray Tune's per-checkpoint chatter; the CLI prints its own status line."""
+    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+    os.environ.setdefault("RAY_DEDUP_LOGS", "1")
+
+
+def start_ray(address: str | None, num_cpus: int | None = None,
+              worker_logs: bool = False) -> dict[str, float]:
+    """Join the cluster at `address`, or start an embedded one; return its resources.
+
+    Worker output is not forwarded by default: a failed trial's traceback is kept in its
+    folder (error.txt) and summarised in events.jsonl and the status line.
+    """
+    import ray
+
+    if ray.is_initialized():
+        return dict(ray.cluster_resources())
+    kwargs: dict[str, Any] = {"configure_logging": True, "logging_level": logging.WARNING,
+                              "log_to_driver": worker_logs}
+    if address:
+        ray.init(address=address, **kwargs)
+    else:
+        # Embedded default: no dashboard; Ray 2.60 keeps token authentication on.
+        ray.init(num_cpus=num_cpus or os.cpu_count() or 1, include_dashboard=False, **kwargs)
+    return dict(ray.cluster_resources())
+
+
+def estimate_trial_memory_bytes(depth: int, width: int, batch_size: int,
+                                num_classes: int = 10) -> int:
+    """Rough peak GPU memory of one WRN training step (bf16 autocast), for 'auto' GPU shares.
+
+    Weights, gradients and momentum in fp32 (16 B per parameter with bf16 copies), plus about
+    8 saved activations per block of 4 bytes each (BN, ReLU, conv outputs) over the three
+    stages' feature maps, plus 1.5 GiB for the CUDA context and cuDNN workspaces. It errs
+    high: too big a share only costs concurrency, too small a share costs an OOM.
+    """
+    params = count_parameters(depth, width, num_classes)
+    blocks = (depth - 4) // 6
+    per_image = blocks * width * (16 * 32 * 32 + 32 * 16 * 16 + 64 * 8 * 8)
+    activations = batch_size * per_image * 8 * 4
+    return int(16 * params + activations + 1.5 * 2**30)
+
+
+def auto_gpu_share(depth: int, width: int, batch_size: int, gpu_memory_bytes: int) -> float:
+    need = estimate_trial_memory_bytes(depth, width, batch_size) / gpu_memory_bytes
+    return min(1.0, math.ceil(need / _GPU_SHARE_STEP) * _GPU_SHARE_STEP)
+
+
+def local_gpu_memory() -> int:
+    """Memory of the driver's first GPU, or a conservative default when it has none."""
+    import torch
+
+    if torch.cuda.is_available():
+        return int(torch.cuda.get_device_properties(0).total_memory)
+    return _DEFAULT_GPU_MEMORY
+
+
+class TrialResources:
+    """Per-trial resource request; 'auto' GPU shares follow each config's model size.
+
+    A picklable object (not a closure): Ray stores it with the experiment for restores.
+    """
+
+    def __init__(self, cpus: float, gpus: float | str, cluster_gpus: float,
+                 batch_size: int, gpu_memory_bytes: int) -> None:
+        self.cpus = cpus
+        self.gpus = gpus
+        self.cluster_gpus = cluster_gpus
+        self.batch_size = batch_size
+        self.gpu_memory_bytes = gpu_memory_bytes
+
+    def gpus_for(self, depth: int, width: int) -> float:
+        if self.gpus != "auto":
+            return float(self.gpus)
+        if self.cluster_gpus <= 0:
+            return 0.0
+        return auto_gpu_share(depth, width, self.batch_size, self.gpu_memory_bytes)
+
+    def __call__(self, config: dict[str, Any]) -> dict[str, float]:
+        model = config.get("trial", {}).get("model", {})
+        depth = int(config.get("depth", model.get("depth", 16)))
+        width = int(config.get("width", model.get("width", 4)))
+        return {"cpu": self.cpus, "gpu": self.gpus_for(depth, width)}
+
+
+def check_resources(cpus: float, gpus: float | str, cluster: dict[str, float]) -> None:
+    """Fail at once when no trial could ever be placed (instead of hanging PENDING)."""
+    have_cpu, have_gpu = cluster.get("CPU", 0.0), cluster.get("GPU", 0.0)
+    if cpus > have_cpu:
+        raise ConfigError(f"resources.cpus_per_trial: {cpus:g} is not allowed; the Ray cluster "
+                          f"has {have_cpu:g} CPUs")
+    if gpus != "auto" and float(gpus) > have_gpu:
+        raise ConfigError(f"resources.gpus_per_trial: {gpus:g} is not allowed; the Ray cluster "
+                          f"has {have_gpu:g} GPUs (use 0 for CPU trials, or \"auto\")")

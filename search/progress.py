@@ -1,0 +1,194 @@
+"""The driver's record of a run: run.json, events.jsonl, and the live status line.
+
+These files are what `analysis` reads besides Ray's own trial folders; they let a
+report tell an early-stopped trial from a finished one and a crashed run from a
+finished one, without Ray running. They go through pyarrow's filesystem layer, so a
+run directory on shared storage (NFS path or object-store URI) works the same.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable
+from datetime import datetime, timezone
+from typing import Any
+
+import pyarrow.fs as pafs
+from ray import tune
+
+from trainables import metrics as M
+
+log = logging.getLogger(__name__)
+
+RUN_FILE = "run.json"
+EVENTS_FILE = "events.jsonl"
+SPEC_JSON = "spec.json"
+SPEC_TOML = "spec.toml"
+TERMINAL_STATES = ("finished", "budget_exhausted", "interrupted", "failed")
+
+
+class RunFiles:
+    """Small text files at the top of a run directory, local or remote."""
+
+    def __init__(self, run_dir: str) -> None:
+        self.run_dir = run_dir
+        self.fs, self.base = pafs.FileSystem.from_uri(run_dir)
+
+    def path(self, name: str) -> str:
+        return f"{self.base.rstrip('/')}/{name}"
+
+    def exists(self, name: str) -> bool:
+        return self.fs.get_file_info(self.path(name)).type != pafs.FileType.NotFound
+
+    def read_text(self, name: str) -> str:
+        with self.fs.open_input_stream(self.path(name)) as f:
+            return f.read().decode("utf-8")
+
+    def write_text(self, name: str, text: str) -> None:
+        self.fs.create_dir(self.base, recursive=True)
+        tmp = self.path(name + ".tmp")
+        with self.fs.open_output_stream(tmp) as f:
+            f.write(text.encode("utf-8"))
+        self.fs.move(tmp, self.path(name))  # atomic on local and POSIX filesystems
+
+    def read_json(self, name: str) -> dict[str, Any]:
+        return json.loads(self.read_text(name)) if self.exists(name) else {}
+
+    def write_json(self, name: str, obj: dict[str, Any]) -> None:
+        self.write_text(name, json.dumps(obj, indent=2, sort_keys=True) + "\n")
+
+
+def new_run_state(name: str, budget_s: float) -> dict[str, Any]:
+    import optuna
+    import ray
+
+    return {"name": name, "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "budget_s": budget_s, "elapsed_s": 0.0, "state": "running", "resumes": 0,
+            "ray_version": ray.__version__, "optuna_version": optuna.__version__}
+
+
+class RunRecorder(tune.Callback):
+    """Tune callback: appends trial events and keeps run.json's budget use current.
+
+    Pickled with the experiment, so after `resume` it carries on; `__setstate__`
+    re-reads what the previous driver wrote and restarts the session clock.
+    """
+
+    def __init__(self, run_dir: str, printer: Callable[[str], None] | None = None,
+                 interval_s: float = 2.0) -> None:
+        self.run_dir = run_dir
+        self.printer = printer
+        self.interval_s = interval_s
+        self._reset()
+
+    def _reset(self) -> None:
+        self.files = RunFiles(self.run_dir)
+        state = self.files.read_json(RUN_FILE)
+        self.elapsed_before = float(state.get("elapsed_s", 0.0))
+        self.session_start = time.time()
+        self.last_flush = 0.0
+        self.last_line = ""
+        self.events: list[str] = []
+        if self.files.exists(EVENTS_FILE):
+            self.events = [ln for ln in self.files.read_text(EVENTS_FILE).splitlines() if ln]
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"run_dir": self.run_dir, "printer": None, "interval_s": self.interval_s}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._reset()
+
+    @property
+    def elapsed_s(self) -> float:
+        return self.elapsed_before + time.time() - self.session_start
+
+    # ---------------------------------------------------------------- events
+    def _event(self, trial: Any, event: str, error: str | None = None) -> None:
+        last = trial.last_result or {}
+        self.events.append(json.dumps({
+            "time": time.time(), "trial_id": trial.trial_id, "event": event,
+            "epochs_done": last.get(M.EPOCHS_DONE), "error": error,
+        }))
+        self.files.write_text(EVENTS_FILE, "\n".join(self.events) + "\n")
+
+    def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self._event(trial, "start")
+
+    def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self._event(trial, "complete")
+
+    def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self._event(trial, "error", _error_line(trial))
+
+    # ---------------------------------------------------------- budget, status
+    def update_run_state(self, **changes: Any) -> None:
+        state = self.files.read_json(RUN_FILE)
+        state.update(elapsed_s=round(self.elapsed_s, 1), **changes)
+        self.files.write_json(RUN_FILE, state)
+
+    def on_step_end(self, iteration: int, trials: list, **info: Any) -> None:
+        now = time.time()
+        if now - self.last_flush < self.interval_s:
+            return
+        self.last_flush = now
+        self.update_run_state()
+        if self.printer is not None:
+            line = status_line(trials, self.elapsed_s, self.files.read_json(RUN_FILE))
+            if line != self.last_line:
+                self.last_line = line
+                self.printer(line)
+
+
+def _error_line(trial: Any) -> str:
+    """The last line of the trial's traceback: the exception and its message."""
+    path = getattr(trial, "error_file", None)
+    try:
+        with open(path, encoding="utf-8") as f:
+            lines = [ln.strip() for ln in f if ln.strip()]
+        return lines[-1][:500] if lines else "unknown error"
+    except (OSError, TypeError):
+        return "unknown error (no error file)"
+
+
+def _fmt_s(seconds: float) -> str:
+    seconds = max(0, int(seconds))
+    h, rem = divmod(seconds, 3600)
+    m, s = divmod(rem, 60)
+    return f"{h}h{m:02d}m{s:02d}s" if h else f"{m}m{s:02d}s"
+
+
+def front_size(points: list[tuple[int, float]]) -> int:
+    """Size of the non-dominated set of (params: min, accuracy: max) points."""
+    best = -1.0
+    size = 0
+    for _, acc in sorted(points, key=lambda p: (p[0], -p[1])):
+        if acc > best:
+            best, size = acc, size + 1
+    return size
+
+
+def status_line(trials: list, elapsed_s: float, state: dict[str, Any]) -> str:
+    """Budget used/left, trials by state, and the size of the full-fidelity front."""
+    counts = {"done": 0, "running": 0, "pending": 0, "stopped": 0, "errored": 0}
+    points = []
+    for t in trials:
+        last = t.last_result or {}
+        if t.status == "ERROR":
+            counts["errored"] += 1
+        elif t.status == "RUNNING":
+            counts["running"] += 1
+        elif t.status == "PENDING":
+            counts["pending"] += 1
+        elif t.status == "TERMINATED":
+            if last.get(M.EPOCHS_DONE, 0) >= last.get(M.MAX_EPOCHS, 1):
+                counts["done"] += 1
+                points.append((last[M.PARAMS], last[M.BEST_VAL_ROBUST_ACC]))
+            else:
+                counts["stopped"] += 1
+    budget = float(state.get("budget_s", 0.0))
+    return (f"budget {_fmt_s(elapsed_s)} used, {_fmt_s(budget - elapsed_s)} left | trials: "
+            + ", ".join(f"{v} {k}" for k, v in counts.items())
+            + f" | front: {front_size(points)}")

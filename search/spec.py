@@ -1,0 +1,395 @@
+"""The experiment spec: one TOML file read into one validated, typed object.
+
+Every bad field fails here, before Ray starts, with one line naming the field, the value
+and what is allowed (`ConfigError`). The trial-level sections (`data`, `threat_model`,
+`training`) are the very dataclasses the trainable uses, so there is one definition of
+each setting; this module adds the search-level ones.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import re
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from models import count_parameters
+from search.schedulers import SCHEDULERS
+from trainables import metrics as M
+from trainables.config import (
+    METHODS,
+    ConfigError,
+    DataConfig,
+    EvalConfig,
+    ModelConfig,
+    TrainingConfig,
+    TrialConfig,
+    build_section,
+    fail,
+    parse_epsilon,
+)
+from trainables.trainable import SEARCHABLE
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+SEARCHERS = ("tpe", "nsga2", "random", "grid")
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*(d|h|m|s)")
+_UNIT_S = {"d": 86400.0, "h": 3600.0, "m": 60.0, "s": 1.0}
+
+
+def parse_duration(value: Any, field_name: str = "budget.time") -> float:
+    """'2h', '90s', '1h30m', '10m' or a number of seconds -> seconds (> 0)."""
+    allowed = "a duration like '90s', '10m', '2h', '1h30m' or a number of seconds"
+    if isinstance(value, bool):
+        raise fail(field_name, value, allowed)
+    if isinstance(value, (int, float)):
+        seconds = float(value)
+    elif isinstance(value, str):
+        text = value.strip().lower().replace(" ", "")
+        parts = _DURATION.findall(text)
+        if not parts or "".join(n + u for n, u in parts) != text:
+            raise fail(field_name, value, allowed)
+        seconds = sum(float(n) * _UNIT_S[u] for n, u in parts)
+    else:
+        raise fail(field_name, value, allowed)
+    if not (math.isfinite(seconds) and seconds > 0):
+        raise fail(field_name, value, allowed)
+    return seconds
+
+
+# --------------------------------------------------------------------- the space
+_INT_PARAMS = (M.DEPTH, M.WIDTH, M.TRAIN_STEPS)
+_EPS_PARAMS = (M.TRAIN_EPS,)
+_FLOAT_PARAMS = (M.PEAK_LR, M.WEIGHT_DECAY)
+
+
+@dataclass(frozen=True)
+class Param:
+    """One searched hyperparameter: a fixed value, a list of choices, or a range."""
+
+    name: str
+    kind: str  # "fixed" | "choice" | "range"
+    values: tuple[Any, ...] = ()
+    low: float = 0.0
+    high: float = 0.0
+    log: bool = False
+    step: int | None = None
+
+    @property
+    def is_int(self) -> bool:
+        return self.name in _INT_PARAMS
+
+    def suggest(self, trial: Any) -> Any:
+        """Ask an Optuna trial (define-by-run) for this parameter's value."""
+        if self.kind == "fixed":
+            return self.values[0]
+        if self.kind == "choice":
+            return trial.suggest_categorical(self.name, list(self.values))
+        if self.is_int:
+            return trial.suggest_int(self.name, int(self.low), int(self.high),
+                                     step=self.step or 1, log=self.log)
+        return trial.suggest_float(self.name, self.low, self.high, log=self.log)
+
+    def grid_values(self) -> list[Any]:
+        if self.kind in ("fixed", "choice"):
+            return list(self.values)
+        if self.is_int and not self.log:
+            return list(range(int(self.low), int(self.high) + 1, self.step or 1))
+        raise fail(f"space.{self.name}", {"low": self.low, "high": self.high},
+                   "grid search needs a list of values (or an integer range), not a float range")
+
+    def extremes(self) -> tuple[Any, Any]:
+        if self.kind == "range":
+            return (int(self.low), int(self.high)) if self.is_int else (self.low, self.high)
+        return min(self.values), max(self.values)
+
+    def to_json(self) -> Any:
+        if self.kind == "fixed":
+            return self.values[0]
+        if self.kind == "choice":
+            return list(self.values)
+        out: dict[str, Any] = {"low": self.low, "high": self.high}
+        if self.log:
+            out["log"] = True
+        if self.step:
+            out["step"] = self.step
+        return out
+
+
+def _scalar(name: str, value: Any) -> Any:
+    field_name = f"space.{name}"
+    if name == M.METHOD:
+        if value not in METHODS:
+            raise fail(field_name, value, "allowed: " + ", ".join(METHODS))
+        return value
+    if name in _EPS_PARAMS:
+        return parse_epsilon(value, field_name)
+    if name in _INT_PARAMS:
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise fail(field_name, value, "must be an integer >= 1")
+        if name == M.DEPTH:
+            ModelConfig(depth=value, width=1)  # raises the 6n+4 message
+        return value
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise fail(field_name, value, "must be a number")
+    if value < 0 or (name == M.PEAK_LR and value == 0):
+        raise fail(field_name, value, "must be positive")
+    return float(value)
+
+
+def parse_param(name: str, raw: Any) -> Param:
+    """A TOML value -> Param: `16`, `[10, 16, 22]`, or `{ low = 1, high = 8, log = false }`."""
+    field_name = f"space.{name}"
+    if name not in SEARCHABLE:
+        raise fail(field_name, raw, "unknown hyperparameter; allowed: " + ", ".join(SEARCHABLE))
+    if isinstance(raw, list):
+        if not raw:
+            raise fail(field_name, raw, "a list of choices must not be empty")
+        values = tuple(_scalar(name, v) for v in raw)
+        if len(set(values)) != len(values):
+            raise fail(field_name, raw, "choices must be distinct")
+        return Param(name, "choice", values)
+    if isinstance(raw, Mapping):
+        if name in (M.DEPTH, M.METHOD):
+            raise fail(field_name, dict(raw), "give a list of choices (depth must be 6n+4)")
+        unknown = set(raw) - {"low", "high", "log", "step"}
+        if unknown or "low" not in raw or "high" not in raw:
+            raise fail(field_name, dict(raw), "a range is { low = ..., high = ..., log = false }")
+        low, high = _scalar(name, raw["low"]), _scalar(name, raw["high"])
+        if low > high:
+            raise fail(field_name, dict(raw), "low must be <= high")
+        log = raw.get("log", False)
+        if not isinstance(log, bool) or (log and low <= 0):
+            raise fail(f"{field_name}.log", log, "must be true or false, and low > 0 when true")
+        step = raw.get("step")
+        if step is not None and (name not in _INT_PARAMS or isinstance(step, bool)
+                                 or not isinstance(step, int) or step < 1):
+            raise fail(f"{field_name}.step", step, "an integer >= 1, for integer ranges only")
+        if low == high:
+            return Param(name, "fixed", (low,))
+        return Param(name, "range", (), float(low), float(high), log, step)
+    return Param(name, "fixed", (_scalar(name, raw),))
+
+
+DEFAULT_SPACE: dict[str, Any] = {
+    M.DEPTH: [10, 16, 22, 28],
+    M.WIDTH: {"low": 1, "high": 8},
+    M.TRAIN_EPS: {"low": "4/255", "high": "12/255"},
+    M.TRAIN_STEPS: {"low": 1, "high": 10},
+}
+
+
+@dataclass(frozen=True)
+class SpaceConfig:
+    """The searched hyperparameters. Anything not listed keeps its `training` value."""
+
+    params: tuple[Param, ...]
+
+    @classmethod
+    def from_raw(cls, raw: Any) -> SpaceConfig:
+        if raw is None:
+            raw = {}
+        if not isinstance(raw, Mapping):
+            raise fail("space", raw, "must be a table of hyperparameters")
+        merged = {**DEFAULT_SPACE, **raw}
+        # method first: whether train_steps is searched depends on it (define-by-run)
+        order = sorted(merged, key=lambda k: k != M.METHOD)
+        return cls(tuple(parse_param(k, merged[k]) for k in order))
+
+    def get(self, name: str) -> Param | None:
+        return next((p for p in self.params if p.name == name), None)
+
+    def parameter_range(self, num_classes: int) -> tuple[int, int]:
+        """Smallest and largest parameter count in the space (counts grow with d and k)."""
+        depth = self.get(M.DEPTH).extremes()  # type: ignore[union-attr]
+        width = self.get(M.WIDTH).extremes()  # type: ignore[union-attr]
+        return (count_parameters(depth[0], width[0], num_classes),
+                count_parameters(depth[1], width[1], num_classes))
+
+    def grid_size(self) -> int:
+        return math.prod(len(p.grid_values()) for p in self.params)
+
+    def to_json(self) -> dict[str, Any]:
+        return {p.name: p.to_json() for p in self.params}
+
+
+# -------------------------------------------------------------- search sections
+def _check_int(name: str, value: Any, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise fail(name, value, f"must be an integer >= {minimum}")
+    return value
+
+
+@dataclass(frozen=True)
+class BudgetConfig:
+    time: float | str = "1h"  # wall-clock budget for the whole search
+    max_trials: int = 1000  # upper bound on the number of trials started
+    max_concurrent: int | None = None  # None: as many as the resources allow
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "time", parse_duration(self.time, "budget.time"))
+        _check_int("budget.max_trials", self.max_trials, 1)
+        if self.max_concurrent is not None:
+            _check_int("budget.max_concurrent", self.max_concurrent, 1)
+
+
+@dataclass(frozen=True)
+class ResourcesConfig:
+    cpus_per_trial: float = 1.0
+    gpus_per_trial: float | str = 0.0  # a fraction of one GPU, or "auto"
+    max_failures: int = 2  # retries of a failed trial, from its last checkpoint
+
+    def __post_init__(self) -> None:
+        c = self.cpus_per_trial
+        if isinstance(c, bool) or not isinstance(c, (int, float)) or not 0 < c <= 1024:
+            raise fail("resources.cpus_per_trial", c, "must be a number in (0, 1024]")
+        g = self.gpus_per_trial
+        if g != "auto" and (isinstance(g, bool) or not isinstance(g, (int, float))
+                            or not 0 <= g <= 64 or (g > 1 and not float(g).is_integer())):
+            raise fail("resources.gpus_per_trial", g,
+                       "must be \"auto\", a fraction in [0, 1], or a whole number of GPUs")
+        _check_int("resources.max_failures", self.max_failures, 0)
+
+
+@dataclass(frozen=True)
+class SchedulerConfig:
+    kind: str = "mo-asha"
+    grace_period: int = 1  # epochs before the first rung
+    reduction_factor: float = 3.0
+
+    def __post_init__(self) -> None:
+        if self.kind not in SCHEDULERS:
+            raise fail("scheduler.kind", self.kind, "allowed: " + ", ".join(SCHEDULERS))
+        _check_int("scheduler.grace_period", self.grace_period, 1)
+        rf = self.reduction_factor
+        if isinstance(rf, bool) or not isinstance(rf, (int, float)) or not 1 < rf <= 100:
+            raise fail("scheduler.reduction_factor", rf, "must be a number in (1, 100]")
+
+
+@dataclass(frozen=True)
+class SearcherConfig:
+    kind: str = "tpe"
+    seed: int = 0
+    n_startup_trials: int = 8  # random trials before TPE models the space
+
+    def __post_init__(self) -> None:
+        if self.kind not in SEARCHERS:
+            raise fail("searcher.kind", self.kind, "allowed: " + ", ".join(SEARCHERS))
+        _check_int("searcher.seed", self.seed, 0)
+        _check_int("searcher.n_startup_trials", self.n_startup_trials, 1)
+
+
+@dataclass(frozen=True)
+class StorageConfig:
+    path: str = "runs"  # parent of run directories: a folder, or a URI every node can reach
+    optuna_url: str | None = None  # optional Optuna RDB storage, e.g. sqlite:///optuna.db
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.path, str) or not self.path.strip():
+            raise fail("storage.path", self.path, "must be a folder path or a URI")
+        if self.optuna_url is not None and (not isinstance(self.optuna_url, str)
+                                            or "://" not in self.optuna_url):
+            raise fail("storage.optuna_url", self.optuna_url,
+                       "must be a database URL like sqlite:///optuna.db")
+
+    @property
+    def is_uri(self) -> bool:
+        return "://" in self.path
+
+
+@dataclass(frozen=True)
+class ExperimentSpec:
+    """A whole search: what to train, how to attack, what to search, within what budget."""
+
+    name: str = "search"
+    data: DataConfig = field(default_factory=DataConfig)
+    threat_model: EvalConfig = field(default_factory=EvalConfig)
+    space: SpaceConfig = field(default_factory=lambda: SpaceConfig.from_raw({}))
+    training: TrainingConfig = field(default_factory=TrainingConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    budget: BudgetConfig = field(default_factory=BudgetConfig)
+    resources: ResourcesConfig = field(default_factory=ResourcesConfig)
+    scheduler: SchedulerConfig = field(default_factory=SchedulerConfig)
+    searcher: SearcherConfig = field(default_factory=SearcherConfig)
+    storage: StorageConfig = field(default_factory=StorageConfig)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not re.fullmatch(r"[A-Za-z0-9][\w.-]{0,99}", self.name):
+            raise fail("name", self.name, "letters, digits, '_', '-', '.'; at most 100 characters")
+        if self.scheduler.kind != "none" and self.scheduler.grace_period > self.training.epochs:
+            raise fail("scheduler.grace_period", self.scheduler.grace_period,
+                       f"must be <= training.epochs ({self.training.epochs})")
+        if self.searcher.kind == "grid":
+            self.space.grid_size()  # raises on float ranges
+
+    @property
+    def run_dir(self) -> str:
+        return f"{self.storage.path.rstrip('/')}/{self.name}"
+
+    def base_trial(self) -> TrialConfig:
+        """The fixed part of every trial; the searched values are applied per trial."""
+        return TrialConfig(data=self.data, model=self.model, training=self.training,
+                           threat_model=self.threat_model)
+
+    def to_json(self) -> dict[str, Any]:
+        out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        out = {k: (v.to_json() if isinstance(v, SpaceConfig) else
+                   dataclasses.asdict(v) if dataclasses.is_dataclass(v) else v)
+               for k, v in out.items()}
+        return json.loads(json.dumps(out))
+
+    @classmethod
+    def from_dict(cls, raw: Mapping[str, Any]) -> ExperimentSpec:
+        sections: dict[str, type] = {
+            "data": DataConfig, "threat_model": EvalConfig, "training": TrainingConfig,
+            "model": ModelConfig, "budget": BudgetConfig, "resources": ResourcesConfig,
+            "scheduler": SchedulerConfig, "searcher": SearcherConfig, "storage": StorageConfig,
+        }
+        kwargs: dict[str, Any] = {}
+        for key, value in raw.items():
+            if key == "name":
+                kwargs["name"] = value
+            elif key == "space":
+                kwargs["space"] = SpaceConfig.from_raw(value)
+            elif key in sections:
+                kwargs[key] = build_section(sections[key], value, key)
+            else:
+                raise fail(key, value, "unknown section; allowed: name, space, "
+                           + ", ".join(sections))
+        return cls(**kwargs)
+
+
+def load_spec(path: str | Path, **overrides: Any) -> ExperimentSpec:
+    """Read and validate a TOML spec; `overrides` replace top-level keys (CLI flags)."""
+    path = Path(path)
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"spec: {str(path)!r} does not exist") from None
+    except IsADirectoryError:
+        raise ConfigError(f"spec: {str(path)!r} is a folder, not a TOML file") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"spec: {str(path)!r} is not UTF-8 text") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"spec: {str(path)!r} is not valid TOML ({exc})") from None
+    raw.setdefault("name", path.stem)
+    for key, value in overrides.items():
+        if value is None:
+            continue
+        section, _, name = key.partition(".")
+        if name:
+            table = raw.setdefault(section, {})
+            if not isinstance(table, dict):
+                raise fail(section, table, "must be a table of settings")
+            table[name] = value
+        else:
+            raw[key] = value
+    return ExperimentSpec.from_dict(raw)

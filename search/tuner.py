@@ -1,0 +1,195 @@
+"""Building, running and resuming the Ray Tune search for one experiment spec.
+
+spec -> (searcher, scheduler, resources, budget) -> Tuner -> trial folders + run files.
+The run directory is Ray's experiment folder; `search.progress` adds the driver's
+record next to the trial folders.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ray import tune
+
+from search.cluster import TrialResources, check_resources, local_gpu_memory, start_ray
+from search.progress import (
+    RUN_FILE,
+    SPEC_JSON,
+    SPEC_TOML,
+    RunFiles,
+    RunRecorder,
+    new_run_state,
+)
+from search.schedulers import build_scheduler
+from search.searchers import build_searcher, num_trials
+from search.spec import ExperimentSpec
+from trainables import metrics as M
+from trainables.config import ConfigError
+from trainables.trainable import train_wrn
+
+log = logging.getLogger(__name__)
+
+TUNER_FILE = "tuner.pkl"
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How a search ended, for the CLI's closing lines."""
+
+    run_dir: str
+    state: str
+    trials: int
+    errored: int
+    elapsed_s: float
+
+
+def trial_dirname(trial: Any) -> str:
+    """Short, readable trial folder names (Ray's default embeds every parameter)."""
+    cfg = trial.config
+    model = cfg.get("trial", {}).get("model", {})
+    depth, width = cfg.get(M.DEPTH, model.get("depth")), cfg.get(M.WIDTH, model.get("width"))
+    return f"trial_{trial.trial_id}_wrn-{depth}-{width}"
+
+
+def absolute_storage(path: str) -> str:
+    """Ray needs an absolute path or a URI for its storage."""
+    return path if "://" in path else str(Path(path).expanduser().resolve())
+
+
+def _trainable(spec: ExperimentSpec, cluster: dict[str, float],
+               function: Callable[[dict[str, Any]], None] = train_wrn) -> Any:
+    """The trial function wrapped with its resource request (a custom one may stand in)."""
+    gpus = spec.resources.gpus_per_trial
+    resources = TrialResources(
+        cpus=spec.resources.cpus_per_trial, gpus=gpus, cluster_gpus=cluster.get("GPU", 0.0),
+        batch_size=spec.training.batch_size,
+        gpu_memory_bytes=local_gpu_memory() if gpus == "auto" else 0,
+    )
+    return tune.with_resources(function, resources)
+
+
+def build_tuner(spec: ExperimentSpec, cluster: dict[str, float],
+                printer: Callable[[str], None] | None = None,
+                trainable: Callable[[dict[str, Any]], None] = train_wrn) -> tune.Tuner:
+    """The whole search as one Tuner; everything it holds pickles for `resume`."""
+    storage = absolute_storage(spec.storage.path)
+    run_dir = f"{storage.rstrip('/')}/{spec.name}"
+    scheduler = build_scheduler(spec.scheduler.kind, max_t=spec.training.epochs,
+                                grace_period=spec.scheduler.grace_period,
+                                reduction_factor=spec.scheduler.reduction_factor)
+    tune_config = tune.TuneConfig(
+        search_alg=build_searcher(spec),
+        scheduler=scheduler,
+        num_samples=num_trials(spec),
+        max_concurrent_trials=spec.budget.max_concurrent,
+        time_budget_s=spec.budget.time,
+        trial_dirname_creator=trial_dirname,
+    )
+    run_config = tune.RunConfig(
+        name=spec.name,
+        storage_path=storage,
+        failure_config=tune.FailureConfig(max_failures=spec.resources.max_failures),
+        # The latest checkpoint holds both the last state and the best weights.
+        checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+        callbacks=[RunRecorder(run_dir, printer)],
+        verbose=0,
+    )
+    return tune.Tuner(_trainable(spec, cluster, trainable),
+                      param_space={"trial": spec.base_trial().to_dict()},
+                      tune_config=tune_config, run_config=run_config)
+
+
+def _recorder(tuner: tune.Tuner) -> RunRecorder:
+    callbacks = tuner._local_tuner.get_run_config().callbacks or []  # noqa: SLF001
+    return next(c for c in callbacks if isinstance(c, RunRecorder))
+
+
+def _finish(tuner: tune.Tuner, spec: ExperimentSpec, run_dir: str) -> Outcome:
+    """Run to the end (budget, trial cap, or Ctrl-C) and record how it ended."""
+    recorder = _recorder(tuner)
+    try:
+        grid = tuner.fit()
+    except BaseException:
+        recorder.update_run_state(state="failed")
+        raise
+    trials = len(grid)
+    elapsed = recorder.elapsed_s
+    if elapsed >= spec.budget.time * 0.99:
+        state = "budget_exhausted"
+    elif trials >= num_trials(spec) and all(r.metrics or r.error for r in grid):
+        state = "finished"
+    else:
+        state = "interrupted"  # Ctrl-C: Ray saved the experiment; `resume` continues it
+    recorder.update_run_state(state=state)
+    return Outcome(run_dir, state, trials, grid.num_errors, elapsed)
+
+
+def run_search(spec: ExperimentSpec, *, address: str | None = None,
+               spec_text: str | None = None,
+               printer: Callable[[str], None] | None = None,
+               trainable: Callable[[dict[str, Any]], None] = train_wrn) -> Outcome:
+    """Start a new search; refuses to overwrite an existing run directory."""
+    storage = absolute_storage(spec.storage.path)
+    run_dir = f"{storage.rstrip('/')}/{spec.name}"
+    files = RunFiles(run_dir)
+    if files.exists(TUNER_FILE) or files.exists(RUN_FILE):
+        raise ConfigError(f"name: {spec.name!r} is not allowed; {run_dir} already holds a run "
+                          f"(continue it with `wrn-search resume {run_dir}`, or pick --name)")
+    cluster = start_ray(address)
+    check_resources(spec.resources.cpus_per_trial, spec.resources.gpus_per_trial, cluster)
+    files.write_json(SPEC_JSON, spec.to_json())
+    if spec_text is not None:
+        files.write_text(SPEC_TOML, spec_text)
+    files.write_json(RUN_FILE, new_run_state(spec.name, spec.budget.time))
+    return _finish(build_tuner(spec, cluster, printer, trainable), spec, run_dir)
+
+
+def load_run_spec(run_dir: str) -> ExperimentSpec:
+    files = RunFiles(run_dir)
+    if not files.exists(SPEC_JSON) or not files.exists(TUNER_FILE):
+        raise ConfigError(f"RUN_DIR: {run_dir!r} is not allowed; it holds no search started by "
+                          f"`wrn-search run` (no {SPEC_JSON} and {TUNER_FILE})")
+    raw = json.loads(files.read_text(SPEC_JSON))
+    return ExperimentSpec.from_dict(raw)
+
+
+def resume_search(run_dir: str, *, address: str | None = None,
+                  printer: Callable[[str], None] | None = None,
+                  trainable: Callable[[dict[str, Any]], None] = train_wrn) -> Outcome:
+    """Continue an interrupted or crashed search with what is left of its budget.
+
+    Finished trials stay as they are; trials that were running continue from their last
+    checkpoint; the searcher and scheduler come back with their state.
+    """
+    run_dir = absolute_storage(run_dir)
+    spec = load_run_spec(run_dir)
+    files = RunFiles(run_dir)
+    state = files.read_json(RUN_FILE)
+    if state.get("state") in ("finished", "budget_exhausted"):
+        raise ConfigError(f"RUN_DIR: {run_dir!r} is not allowed; that search already "
+                          f"{state['state'].replace('_', ' ')} (start a new one with run)")
+    cluster = start_ray(address)
+    check_resources(spec.resources.cpus_per_trial, spec.resources.gpus_per_trial, cluster)
+    files.write_json(RUN_FILE, {**state, "state": "running",
+                                "resumes": int(state.get("resumes", 0)) + 1})
+    tuner = tune.Tuner.restore(run_dir, trainable=_trainable(spec, cluster, trainable),
+                               resume_unfinished=True, resume_errored=False)
+    _recorder(tuner).printer = printer
+    return _finish(tuner, spec, run_dir)
+
+
+def spec_summary(spec: ExperimentSpec) -> dict[str, Any]:
+    """What `run --dry-run` prints: the validated spec, the space and its parameter range."""
+    low, high = spec.space.parameter_range(spec.data.num_classes)
+    out = spec.to_json()
+    out["parameter_range"] = {"min": low, "max": high}
+    out["trials"] = num_trials(spec)
+    out["cpus"] = os.cpu_count()
+    return out
+

@@ -1,0 +1,68 @@
+"""Checkpoint files: the last state (to resume) and the best-validation-robust weights.
+
+A checkpoint directory holds two files:
+- `state.pt`: the whole `Trainer.state_dict()` (model, optimiser, LR schedule, epoch,
+  random states, the config), so a resumed run continues the same run;
+- `best_model.pt`: the weights of the epoch with the best validation robust accuracy so
+  far, plus that epoch's metrics. Robust overfitting (Rice et al. 2020) makes the last
+  epoch a poor model to keep, so this is what `evaluate` and users load.
+
+Both are written atomically (temporary file, then rename) and read with
+`weights_only=True`: checkpoints from elsewhere cannot run code on load.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from models import WideResNet
+from trainables.config import TrialConfig
+from trainables.engine import Trainer
+
+STATE_FILE = "state.pt"
+BEST_FILE = "best_model.pt"
+
+
+def _save_atomic(obj: Any, path: Path) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def load_file(path: Path) -> dict[str, Any]:
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def save_checkpoint(trainer: Trainer, directory: Path) -> None:
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    _save_atomic(trainer.state_dict(), directory / STATE_FILE)
+    if trainer.best_state is not None:
+        _save_atomic(
+            {"config": trainer.cfg.to_dict(), "epoch": trainer.best["best_epoch"],
+             "metrics": dict(trainer.best), "model": trainer.best_state},
+            directory / BEST_FILE,
+        )
+
+
+def restore_checkpoint(trainer: Trainer, directory: Path) -> None:
+    """Continue `trainer` from a checkpoint directory written by `save_checkpoint`."""
+    directory = Path(directory)
+    trainer.load_state_dict(load_file(directory / STATE_FILE))
+    best = directory / BEST_FILE
+    if best.exists():
+        trainer.best_state = load_file(best)["model"]
+
+
+def load_best_model(directory: Path, device: str | torch.device = "cpu") -> tuple[WideResNet, dict[str, Any]]:
+    """The best-validation-robust model of a checkpoint, in eval mode, and its metrics."""
+    blob = load_file(Path(directory) / BEST_FILE)
+    cfg = TrialConfig.from_dict(blob["config"])
+    model = WideResNet(cfg.model.depth, cfg.model.width, cfg.data.num_classes,
+                       dropout=cfg.model.dropout)
+    model.load_state_dict(blob["model"])
+    return model.to(device).eval(), {"epoch": blob["epoch"], **blob["metrics"]}

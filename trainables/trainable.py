@@ -1,0 +1,80 @@
+"""The Ray Tune trainable: one trial = one `Trainer`, reporting and checkpointing every epoch.
+
+The Tune config holds the experiment's fixed trial settings under "trial" (a
+`TrialConfig.to_dict()`) and the searched hyperparameters as flat keys (`SEARCHABLE`).
+Module-level on purpose: Ray pickles it by reference, and OptunaSearch's state with it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import ray
+import torch
+from ray import tune
+
+from trainables import metrics as M
+from trainables.checkpoint import restore_checkpoint, save_checkpoint
+from trainables.config import TrialConfig
+from trainables.engine import Trainer
+
+log = logging.getLogger(__name__)
+
+# Searchable hyperparameter -> (section, field) of TrialConfig it overrides.
+SEARCHABLE: dict[str, tuple[str, str]] = {
+    M.DEPTH: ("model", "depth"),
+    M.WIDTH: ("model", "width"),
+    M.METHOD: ("training", "method"),
+    M.TRAIN_EPS: ("training", "eps"),
+    M.TRAIN_STEPS: ("training", "steps"),
+    M.PEAK_LR: ("training", "lr"),
+    M.WEIGHT_DECAY: ("training", "weight_decay"),
+}
+
+
+def trial_config(config: dict[str, Any]) -> TrialConfig:
+    """The TrialConfig of one trial: the fixed settings with the sampled values applied."""
+    base = TrialConfig.from_dict(config.get("trial", {}))
+    sections: dict[str, dict[str, Any]] = {}
+    for key, value in config.items():
+        if key in SEARCHABLE:
+            section, name = SEARCHABLE[key]
+            sections.setdefault(section, {})[name] = value
+    changes = {s: dataclasses.replace(getattr(base, s), **f) for s, f in sections.items()}
+    return dataclasses.replace(base, **changes)
+
+
+def _limit_resources() -> float:
+    """Hold the trial to what Ray granted: CPU threads, and its share of GPU memory."""
+    granted = ray.get_runtime_context().get_assigned_resources()
+    cpus = int(granted.get("CPU", 1)) or 1
+    torch.set_num_threads(cpus)
+    gpu_share = float(granted.get("GPU", 0.0))
+    if 0 < gpu_share < 1 and torch.cuda.is_available():
+        # Ray's GPU fractions are bookkeeping only; this makes them a real memory cap, so
+        # four 0.25-GPU trials cannot starve each other out of memory.
+        torch.cuda.set_per_process_memory_fraction(gpu_share)
+    return gpu_share
+
+
+def train_wrn(config: dict[str, Any]) -> None:
+    """Train one WRN adversarially; report metrics and a checkpoint after every epoch."""
+    gpu_share = _limit_resources()
+    cfg = trial_config(config)
+    trainer = Trainer(cfg)
+    checkpoint = tune.get_checkpoint()
+    if checkpoint is not None:
+        with checkpoint.as_directory() as directory:
+            restore_checkpoint(trainer, Path(directory))
+        log.info("restored %s at epoch %d", trainer.static_facts()[M.WRN], trainer.epoch)
+    while not trainer.done:
+        row = trainer.run_epoch()
+        row[M.GPU_SHARE] = gpu_share
+        row[M.NODE_ID] = ray.get_runtime_context().get_node_id()
+        with tempfile.TemporaryDirectory() as directory:
+            save_checkpoint(trainer, Path(directory))
+            tune.report(row, checkpoint=tune.Checkpoint.from_directory(directory))
