@@ -45,7 +45,12 @@ TEST_PREFIX = "test_"
 _TIMESTAMP = "timestamp"  # Ray's: epoch seconds of the result
 _ITERATION = "training_iteration"  # Ray's: == epochs_done
 _ROBUST_PREFIX = metrics.robust_acc_key(0.0).removesuffix(metrics.eps_key(0.0))
-_RAY_TRIAL_ID = re.compile(r"_([0-9a-f]{5}_\d{5})_")
+# Trial ids inside directory names: this project's "trial_<id>_wrn-d-k", Ray's default
+# "<trainable>_<5 hex>_<5 digits>_...". Used only when result.json holds no trial_id yet.
+_DIR_TRIAL_ID = (re.compile(r"^trial_([0-9a-f]+)_"), re.compile(r"_([0-9a-f]{5}_\d{5})_"))
+# Where TrialConfig.to_dict() (the Tune config's "trial") keeps what a flat key overrides.
+_BASE_TRIAL = {metrics.DEPTH: ("model", "depth"), metrics.WIDTH: ("model", "width"),
+               metrics.MAX_EPOCHS: ("training", "epochs")}
 
 
 @dataclass(frozen=True)
@@ -242,8 +247,19 @@ def _trial_id(records: list[dict[str, Any]], dirname: str) -> str:
     for record in reversed(records):
         if record.get("trial_id"):
             return str(record["trial_id"])
-    match = _RAY_TRIAL_ID.search(dirname)
-    return match.group(1) if match else dirname
+    for pattern in _DIR_TRIAL_ID:
+        if match := pattern.search(dirname):
+            return match.group(1)
+    return dirname
+
+
+def _config_value(config: Mapping[str, Any], key: str) -> Any:
+    """A searched value (flat key) or, when not searched, the base trial setting."""
+    if key in config:
+        return config[key]
+    section, name = _BASE_TRIAL.get(key, ("", ""))
+    base = (config.get("trial") or {}).get(section) or {}
+    return base.get(name) if isinstance(base, Mapping) else None
 
 
 def _error_summary(text: str) -> str | None:
@@ -327,12 +343,12 @@ def _summarise(
 ) -> dict[str, Any]:
     """One trials row: hyperparameters, status, fidelity, best and last accuracies."""
     hyper = {k: _last(history, k) for k in metrics.HYPERPARAMETERS}
-    hyper = {k: v if v is not None else config.get(k) for k, v in hyper.items()}
+    hyper = {k: v if v is not None else _config_value(config, k) for k, v in hyper.items()}
     epochs_done = _last(history, metrics.EPOCHS_DONE)
     epochs_done = int(epochs_done) if epochs_done is not None else 0
     max_epochs = _last(history, metrics.MAX_EPOCHS)
     if max_epochs is None:
-        max_epochs = config.get("epochs") or config.get(metrics.MAX_EPOCHS)
+        max_epochs = _config_value(config, metrics.MAX_EPOCHS)
     max_epochs = int(max_epochs) if max_epochs is not None else None
     trial_events = events.get(trial_id, [])
     error_file = trial_dir / ERROR_FILE

@@ -61,10 +61,17 @@ def pct(value: float | None) -> str:
     return f"{100 * value:.1f}%"
 
 
+def eps_text(eps: float | None) -> str:
+    """'8/255' for whole steps, '7.2/255' for sampled values: always in 1/255 units."""
+    if eps is None or not np.isfinite(eps):
+        return "—"
+    label = metrics.eps_label(float(eps))
+    return label if "/" in label else f"{float(eps) * 255:.1f}/255"
+
+
 def trial_tooltip(row: pd.Series, epsilons: Sequence[float]) -> str:
     """Everything a reader wants when hovering over one trial's point."""
-    eps = row.get(metrics.TRAIN_EPS)
-    train_eps = metrics.eps_label(float(eps)) if pd.notna(eps) else "?"
+    train_eps = eps_text(row.get(metrics.TRAIN_EPS))
     steps = row.get(metrics.TRAIN_STEPS)
     steps = f"{int(steps)}" if pd.notna(steps) else "?"
     lines = [
@@ -136,7 +143,11 @@ def front_figure(
         if len(members):
             xs, ys = members[metrics.PARAMS].to_numpy(), 100 * members[col].to_numpy()
             ax.step(xs, ys, where="post", color=FRONT_COLOR, lw=1.4, zorder=3)
+            labelled = set()
             for x, y, name in zip(xs, ys, members[metrics.WRN], strict=True):
+                if (x, y) in labelled:  # identical points: one label
+                    continue
+                labelled.add((x, y))
                 ax.annotate(str(name), (x, y), xytext=(5, 4), textcoords="offset points",
                             fontsize=8, color=FRONT_COLOR)
         if knee_id is not None:

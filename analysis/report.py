@@ -294,7 +294,7 @@ def _front_rows(run: Run, f: Front) -> Table:
             str(r[metrics.WRN]),
             human_params(r[metrics.PARAMS]),
             str(r[metrics.METHOD]),
-            metrics.eps_label(r[metrics.TRAIN_EPS]) if pd.notna(r[metrics.TRAIN_EPS]) else "—",
+            plots.eps_text(r[metrics.TRAIN_EPS]),
             plots.int_or_dash(r[metrics.TRAIN_STEPS]),
             f"{r[metrics.PEAK_LR]:g}",
             f"{plots.int_or_dash(r[metrics.BEST_EPOCH])}/{plots.int_or_dash(r[metrics.MAX_EPOCHS])}",

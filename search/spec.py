@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from models import count_parameters
+from models import count_parameters, validate_architecture
 from search.schedulers import SCHEDULERS
 from trainables import metrics as M
 from trainables.config import (
@@ -116,7 +116,8 @@ class Param:
             return self.values[0]
         if self.kind == "choice":
             return list(self.values)
-        out: dict[str, Any] = {"low": self.low, "high": self.high}
+        low, high = self.extremes()
+        out: dict[str, Any] = {"low": low, "high": high}
         if self.log:
             out["log"] = True
         if self.step:
@@ -136,7 +137,10 @@ def _scalar(name: str, value: Any) -> Any:
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise fail(field_name, value, "must be an integer >= 1")
         if name == M.DEPTH:
-            ModelConfig(depth=value, width=1)  # raises the 6n+4 message
+            try:
+                validate_architecture(value, 1)
+            except ValueError as exc:
+                raise fail(field_name, value, str(exc)) from None
         return value
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
         raise fail(field_name, value, "must be a number")

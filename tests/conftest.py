@@ -9,7 +9,7 @@ import torch
 
 # Keep Ray and torch polite on a 2-core machine.
 os.environ.setdefault("RAY_DEDUP_LOGS", "0")
-os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "0")
+os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
 torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
 
 
@@ -20,3 +20,24 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if "gpu" in item.keywords:
             item.add_marker(skip)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Decoded-data caches go to a throwaway folder, never the user's ~/.cache."""
+    import tempfile
+
+    os.environ.setdefault("WRN_SEARCH_DATA", tempfile.mkdtemp(prefix="wrn-search-test-data-"))
+
+
+def tiny_trial(**sections: dict) -> dict:
+    """A TrialConfig dict for seconds-long real training on the bundled CIFAR-10 sample."""
+    base = {
+        "data": {"dataset": "cifar10-sample", "train_subset": 200, "val_size": 50},
+        "model": {"depth": 10, "width": 1},
+        "training": {"method": "pgd", "steps": 1, "epochs": 2, "batch_size": 50, "lr": 0.05},
+        "threat_model": {"steps": 2, "batch_size": 50},
+        "threads": 1,
+    }
+    for name, values in sections.items():
+        base[name] = {**base.get(name, {}), **values} if isinstance(values, dict) else values
+    return base

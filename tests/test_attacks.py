@@ -170,6 +170,18 @@ def test_one_step_from_the_centre_has_the_norms_geometry(
         assert moved.numel() > 0.9 * delta.numel()
 
 
+def test_random_starts_are_uniform_in_the_ball(untrained: WideResNet) -> None:
+    # In 2 dimensions a uniform point in the unit disc has E[r^2] = 1/2 (and in the square
+    # [-1, 1]^2, E|u| = 1/2); a start on the sphere only would give E[r^2] = 1.
+    points = torch.zeros(20_000, 2)
+    gen = torch.Generator().manual_seed(0)
+    l2 = L2PGD(untrained, 2.0, generator=gen)._random_start(points)
+    linf = PGD(untrained, 2.0, generator=gen)._random_start(points)
+    assert l2.norm(dim=1).max() <= 2.0 + 1e-6 and linf.abs().max() <= 2.0
+    assert abs((l2 / 2.0).pow(2).sum(dim=1).mean().item() - 0.5) < 0.02
+    assert abs((linf / 2.0).abs().mean().item() - 0.5) < 0.02
+
+
 def test_default_loss_is_float32_cross_entropy_summed_over_the_batch() -> None:
     logits = torch.randn(6, NUM_CLASSES).bfloat16()
     y = torch.arange(6) % NUM_CLASSES

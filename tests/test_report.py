@@ -191,6 +191,35 @@ def test_load_run_without_events_infers_status(tmp_path: Path) -> None:
     assert _status(run_dir)["t_run"] == "running"
 
 
+def test_load_run_zero_epoch_and_restored_trials(tmp_path: Path) -> None:
+    run_dir = make_run(tmp_path)
+    # Errored before its first epoch: empty result.json, width not searched (base value).
+    early = run_dir / "trial_0badc0de_wrn-16-8"
+    early.mkdir()
+    (early / "result.json").write_text("")
+    (early / "params.json").write_text(json.dumps(
+        {"depth": 16, "trial": {"model": {"depth": 28, "width": 8},
+                                "training": {"epochs": MAX_EPOCHS}}}))
+    (early / "error.txt").write_text(ERROR_TXT)
+    # Restored from its epoch-2 checkpoint after a crash: epochs 3 and 4 were reported twice.
+    restored = run_dir / "trial_0000beef_wrn-10-1"
+    restored.mkdir()
+    lines = _lines("0000beef", 10, 1, 4, 0.3, 0.5, T0)
+    again = [dict(line, **{metrics.VAL_CLEAN_ACC: 0.11}) for line in lines[2:]]
+    (restored / "result.json").write_text(
+        "".join(json.dumps(x) + "\n" for x in lines + again))
+    run = load_run(run_dir)
+    trials = run.trials.set_index("trial_id")
+    assert trials.loc["0badc0de", "status"] == "error"
+    assert trials.loc["0badc0de", metrics.WRN] == "WRN-16-8"  # flat depth, base width
+    assert trials.loc["0badc0de", metrics.PARAMS] == count_parameters(16, 8)
+    assert trials.loc["0badc0de", metrics.EPOCHS_DONE] == 0
+    assert trials.loc["0badc0de", metrics.MAX_EPOCHS] == MAX_EPOCHS
+    curve = run.history[run.history["trial_id"] == "0000beef"]
+    assert curve[metrics.EPOCHS_DONE].tolist() == [1, 2, 3, 4]
+    assert curve[metrics.VAL_CLEAN_ACC].tolist()[2:] == [0.11, 0.11]  # the later report wins
+
+
 def test_report_files_front_and_contents(tmp_path: Path) -> None:
     run_dir = make_run(tmp_path)
     written = write_report(run_dir, formats=("html", "md", "csv", "parquet"))

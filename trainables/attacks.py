@@ -14,7 +14,6 @@ norm-specific pieces (random start, step direction, projection), not string bran
 
 from __future__ import annotations
 
-import logging
 import math
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
@@ -37,8 +36,6 @@ __all__ = [
     "robust_correct",
     "summed_cross_entropy",
 ]
-
-logger = logging.getLogger(__name__)
 
 LossFn = Callable[[Tensor, Tensor], Tensor]
 
@@ -234,7 +231,7 @@ class L2PGD(PGD):
         return direction * self.eps * u.pow(1.0 / x[0].numel())
 
     def _direction(self, grad: Tensor) -> Tensor:
-        return grad
+        return grad / _per_example_norm(grad).clamp_min(_NORM_FLOOR)
 
     def _project_ball(self, delta: Tensor) -> Tensor:
         scale = (self.eps / _per_example_norm(delta).clamp_min(_NORM_FLOOR)).clamp(max=1.0)

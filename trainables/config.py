@@ -134,7 +134,8 @@ class ModelConfig:
         try:
             validate_architecture(self.depth, self.width)
         except ValueError as exc:
-            raise ConfigError(f"model.{exc}") from None
+            name = "depth" if str(exc).startswith("depth") else "width"
+            raise fail(f"model.{name}", getattr(self, name), str(exc)) from None
         _float("model.dropout", self.dropout, 0.0, 1.0, open_high=True)
 
 

@@ -1,0 +1,234 @@
+"""Real searches: Ray, Optuna and PyTorch training on the bundled CIFAR-10 sample.
+
+Tiny WRNs and tiny data keep each search to tens of seconds on two cores.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import psutil
+import pytest
+import ray
+import torch
+
+from search.spec import ExperimentSpec
+from search.tuner import resume_search, run_search
+from trainables import metrics as M
+from trainables.engine import Trainer
+from trainables.trainable import train_wrn, trial_config
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def tiny_spec(storage: Path, **changes: Any) -> dict[str, Any]:
+    """A grid of 4 tiny trials (WRN-10-1/2 x PGD-1/2), 2 epochs each, on 200 sample images."""
+    raw: dict[str, Any] = {
+        "name": "tiny",
+        "data": {"dataset": "cifar10-sample", "train_subset": 200, "val_size": 50},
+        "threat_model": {"epsilons": ["8/255", "4/255"], "steps": 2, "batch_size": 50},
+        "space": {"depth": [10], "width": [1, 2], "train_eps": "8/255", "train_steps": [1, 2]},
+        "training": {"epochs": 2, "batch_size": 50, "lr": 0.05},
+        "budget": {"time": "5m", "max_trials": 4, "max_concurrent": 2},
+        "resources": {"cpus_per_trial": 1, "max_failures": 0},
+        "scheduler": {"kind": "none"},
+        "searcher": {"kind": "grid", "seed": 0},
+        "storage": {"path": str(storage)},
+    }
+    for key, value in changes.items():
+        raw[key] = {**raw[key], **value} if isinstance(value, dict) else value
+    return raw
+
+
+def nan_for_wide_two_step(config: dict[str, Any]) -> None:
+    """The real trainable, except WRN-10-2 with PGD-2 gets NaN weights: a real divergence."""
+    if config[M.WIDTH] == 2 and config[M.TRAIN_STEPS] == 2:
+        trainer = Trainer(trial_config(config))
+        with torch.no_grad():
+            trainer.model.fc.weight.fill_(float("nan"))
+        trainer.run_epoch()  # raises TrainingDiverged
+    train_wrn(config)
+
+
+@pytest.fixture
+def local_ray():
+    ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    yield
+    ray.shutdown()
+
+
+def _results(run_dir: Path) -> dict[str, list[dict]]:
+    out = {}
+    for trial in sorted(run_dir.glob("trial_*")):
+        lines = (trial / "result.json").read_text().splitlines() if (trial / "result.json").exists() else []
+        out[trial.name] = [json.loads(line) for line in lines if line.strip()]
+    return out
+
+
+def _events(run_dir: Path) -> list[dict]:
+    path = run_dir / "events.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+def test_search_records_every_trial_and_survives_a_diverging_one(tmp_path: Path, local_ray) -> None:
+    spec = ExperimentSpec.from_dict(tiny_spec(tmp_path))
+    outcome = run_search(spec, trainable=nan_for_wide_two_step)
+    run_dir = tmp_path / "tiny"
+    assert outcome.state == "finished" and outcome.trials == 4 and outcome.errored == 1
+    state = json.loads((run_dir / "run.json").read_text())
+    assert state["state"] == "finished" and state["elapsed_s"] < spec.budget.time
+
+    results = _results(run_dir)
+    assert len(results) == 4
+    finished = {name: rows for name, rows in results.items() if rows}
+    assert len(finished) == 3  # the diverged trial never reported
+    for rows in finished.values():
+        assert [r[M.EPOCHS_DONE] for r in rows] == [1, 2]
+        last = rows[-1]
+        assert last[M.PARAMS] in (77_850, 303_706) and last[M.MAX_EPOCHS] == 2
+        assert 0 <= last[M.BEST_VAL_ROBUST_ACC] <= 1 and last[M.SPLIT] == "validation"
+        assert last[M.robust_acc_key(4 / 255)] >= 0
+        assert (Path(run_dir) / next(n for n in results if results[n] is rows)).exists()
+    errors = [e for e in _events(run_dir) if e["event"] == "error"]
+    assert len(errors) == 1 and "TrainingDiverged" in errors[0]["error"]
+    assert "training loss became nan" in errors[0]["error"]
+    assert len([e for e in _events(run_dir) if e["event"] == "complete"]) == 3
+    # every finished trial has a checkpoint with the last state and the best weights
+    for name in finished:
+        checkpoints = sorted((run_dir / name).glob("checkpoint_*"))
+        assert len(checkpoints) == 1
+        assert {p.name for p in checkpoints[0].iterdir()} >= {"state.pt", "best_model.pt"}
+        assert list((run_dir / name).glob("events.out.tfevents.*"))  # TensorBoard
+
+
+def test_the_wall_clock_budget_ends_the_search_and_keeps_results(tmp_path: Path, local_ray) -> None:
+    raw = tiny_spec(tmp_path, budget={"time": "20s", "max_trials": 100, "max_concurrent": 2},
+                    searcher={"kind": "random", "seed": 3},
+                    space={"width": {"low": 1, "high": 3}, "train_steps": {"low": 1, "high": 3}},
+                    training={"epochs": 3})
+    started = time.time()
+    outcome = run_search(ExperimentSpec.from_dict(raw))
+    assert outcome.state == "budget_exhausted"
+    assert outcome.trials < 100
+    assert time.time() - started < 20 + 90  # ends promptly once the budget is spent
+    results = _results(tmp_path / "tiny")
+    assert any(rows for rows in results.values())
+
+
+def _descendants(pid: int) -> list[psutil.Process]:
+    try:
+        return psutil.Process(pid).children(recursive=True)
+    except psutil.NoSuchProcess:
+        return []
+
+
+def test_killed_driver_then_resume_finishes_without_rerunning(tmp_path: Path) -> None:
+    spec_path = tmp_path / "tiny.toml"
+    raw = tiny_spec(tmp_path, budget={"time": "5m", "max_trials": 4, "max_concurrent": 1})
+    spec_path.write_text(_toml(raw))
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    driver = subprocess.Popen([sys.executable, "-m", "search.cli", "run", str(spec_path), "--no-report"],
+                              cwd=tmp_path, env=env, start_new_session=True,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    run_dir = tmp_path / "tiny"
+    deadline = time.time() + 240
+    while time.time() < deadline:
+        done = [e for e in _events(run_dir) if e["event"] == "complete"]
+        if len(done) >= 1:
+            break
+        assert driver.poll() is None, "the driver ended before it could be killed"
+        time.sleep(0.5)
+    else:
+        pytest.fail("no trial finished in time")
+    time.sleep(3)  # let the next trial get under way, so the kill lands mid-trial
+    finished_before = {e["trial_id"] for e in _events(run_dir) if e["event"] == "complete"}
+    before = _results(run_dir)
+    victims = [driver, *_descendants(driver.pid)]
+    os.killpg(driver.pid, signal.SIGKILL)
+    for proc in victims:  # Ray's own processes, wherever their session is
+        try:
+            proc.kill()
+        except (psutil.NoSuchProcess, ProcessLookupError):
+            pass
+    driver.wait(timeout=30)
+    assert json.loads((run_dir / "run.json").read_text())["state"] == "running"
+
+    resumed = subprocess.run([sys.executable, "-m", "search.cli", "resume", str(run_dir), "--no-report"],
+                             cwd=tmp_path, env=env, capture_output=True, text=True, timeout=400)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "search finished: 4 trials" in resumed.stdout
+    after = _results(run_dir)
+    assert len(after) == 4
+    for name, rows in after.items():
+        assert [r[M.EPOCHS_DONE] for r in rows] == [1, 2], name
+    for name, rows in before.items():  # finished trials: untouched, not rerun
+        if rows and rows[-1]["trial_id"] in finished_before:
+            assert after[name] == rows
+    state = json.loads((run_dir / "run.json").read_text())
+    assert state["state"] == "finished" and state["resumes"] == 1
+
+
+def _toml(raw: dict[str, Any]) -> str:
+    def value(v: Any) -> str:
+        if isinstance(v, dict):
+            return "{ " + ", ".join(f"{k} = {value(x)}" for k, x in v.items()) + " }"
+        return json.dumps(v)
+
+    lines = [f"name = {json.dumps(raw['name'])}"]
+    for section, table in raw.items():
+        if isinstance(table, dict):
+            lines.append(f"[{section}]")
+            lines += [f"{k} = {value(v)}" for k, v in table.items()]
+    return "\n".join(lines) + "\n"
+
+
+def test_two_node_cluster_runs_trials_on_both_and_retries_after_node_loss(tmp_path: Path,
+                                                                          monkeypatch) -> None:
+    from ray.cluster_utils import Cluster
+
+    monkeypatch.setenv("RAY_AUTH_MODE", "token")
+    ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
+    worker = cluster.add_node(num_cpus=1)
+    cluster.wait_for_nodes()
+    raw = tiny_spec(tmp_path, training={"epochs": 4},
+                    resources={"cpus_per_trial": 1, "max_failures": 3})
+    run_dir = tmp_path / "tiny"
+    removed: list[str] = []
+
+    def remove_worker_mid_trial() -> None:
+        deadline = time.time() + 240
+        while time.time() < deadline and not removed:
+            for rows in _results(run_dir).values():
+                if rows and rows[-1].get(M.NODE_ID) == worker.node_id and rows[-1][M.EPOCHS_DONE] < 4:
+                    cluster.remove_node(worker)
+                    removed.append(rows[-1]["trial_id"])
+                    return
+            time.sleep(0.2)
+
+    remover = threading.Thread(target=remove_worker_mid_trial, daemon=True)
+    try:
+        remover.start()
+        outcome = run_search(ExperimentSpec.from_dict(raw), address=cluster.address)
+        remover.join(timeout=5)
+    finally:
+        ray.shutdown()
+        cluster.shutdown()
+    assert removed, "no trial ran on the worker node"
+    assert outcome.trials == 4 and outcome.errored == 0
+    results = _results(run_dir)
+    nodes = {row[M.NODE_ID] for rows in results.values() for row in rows}
+    assert worker.node_id in nodes and len(nodes) == 2
+    moved = next(rows for rows in results.values() if rows and rows[0]["trial_id"] == removed[0])
+    assert moved[-1][M.EPOCHS_DONE] == 4
+    assert {r[M.NODE_ID] for r in moved} == nodes  # finished on the head node
+    # continued from its checkpoint, not from scratch
+    assert any(r["iterations_since_restore"] < r["training_iteration"] for r in moved)
