@@ -186,6 +186,25 @@ def _add_search(sub: Any) -> None:
     p.add_argument("run_dir")
     p.set_defaults(func=_cmd_status)
 
+    p = sub.add_parser("evaluate", help="strong attacks on the test split for front models",
+                       description="Re-attack best-validation checkpoints on the TEST split with "
+                                   "strong attacks; run sanity checks; store results in the run.")
+    p.add_argument("run_dir")
+    which = p.add_mutually_exclusive_group()
+    which.add_argument("--front", action="store_true", help="every front member (the default)")
+    which.add_argument("--trial", action="append", dest="trials", metavar="ID",
+                       help="a trial id, repeatable")
+    p.add_argument("--attacks", default="pgd,autoattack",
+                   help="comma-separated: pgd (many steps, restarts), autoattack, fgsm "
+                        "(default pgd,autoattack)")
+    p.add_argument("--n", type=int, help="evaluate only the first N test images (says so)")
+    p.add_argument("--corruptions", action="store_true",
+                   help="also measure how often JPEG, blur, noise and contrast destroy the "
+                        "adversarial examples (Kurakin et al. 2017)")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda")
+    p.add_argument("--batch-size", type=int, default=256)
+    p.set_defaults(func=_cmd_evaluate)
+
     p = sub.add_parser("report", help="write the Pareto report (HTML, Markdown, CSV)")
     p.add_argument("run_dir")
     p.add_argument("--out", help="output folder (default RUN_DIR/report)")
@@ -249,6 +268,18 @@ def _cmd_status(a: argparse.Namespace) -> int:
     from analysis.status import status_text
 
     _say(status_text(Path(a.run_dir)))
+    return 0
+
+
+def _cmd_evaluate(a: argparse.Namespace) -> int:
+    from search.evaluate import evaluate_run
+
+    attacks = [x.strip() for x in a.attacks.split(",") if x.strip()]
+    summary = evaluate_run(Path(a.run_dir), trial_ids=a.trials, attacks=attacks, n=a.n,
+                           corruptions=a.corruptions, device=a.device, batch_size=a.batch_size,
+                           printer=_say)
+    for line in summary:
+        _say(line)
     return 0
 
 

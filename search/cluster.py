@@ -33,6 +33,7 @@ def quiet_ray() -> None:
     """Silence Ray Tune's per-checkpoint chatter; the CLI prints its own status line."""
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     os.environ.setdefault("RAY_DEDUP_LOGS", "1")
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # no config box: `run` has its own lines
 
 
 def start_ray(address: str | None, num_cpus: int | None = None,

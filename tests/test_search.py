@@ -108,6 +108,17 @@ def test_search_records_every_trial_and_survives_a_diverging_one(tmp_path: Path,
         assert {p.name for p in checkpoints[0].iterdir()} >= {"state.pt", "best_model.pt"}
         assert list((run_dir / name).glob("events.out.tfevents.*"))  # TensorBoard
 
+    # the report, from the real run's files alone
+    from analysis.report import write_report
+
+    files = {p.name for p in write_report(run_dir)}
+    assert {"report.html", "report.md", "trials.csv", "front.csv"} <= files
+    trials = (run_dir / "report" / "trials.csv").read_text()
+    assert trials.count("\n") == 5 and "error" in trials  # header + 4 trials
+    status = subprocess.run([sys.executable, "-m", "search.cli", "status", str(run_dir)],
+                            capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert status.returncode == 0 and "3 complete, 0 stopped, 1 error" in status.stdout
+
 
 def test_the_wall_clock_budget_ends_the_search_and_keeps_results(tmp_path: Path, local_ray) -> None:
     raw = tiny_spec(tmp_path, budget={"time": "20s", "max_trials": 100, "max_concurrent": 2},

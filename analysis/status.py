@@ -1,0 +1,47 @@
+"""`wrn-search status`: a run at a glance, from its files alone (no Ray needed)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from analysis.load import STATUSES, load_run
+from analysis.pareto import front
+from analysis.plots import eps_text
+from trainables import metrics
+
+
+def _duration(seconds: float) -> str:
+    seconds = max(0, int(seconds))
+    hours, rest = divmod(seconds, 3600)
+    return f"{hours}h{rest // 60:02d}m{rest % 60:02d}s" if hours else f"{rest // 60}m{rest % 60:02d}s"
+
+
+def status_text(run_dir: Path) -> str:
+    """Trials by state, budget used and left, and the best-so-far front (validation split)."""
+    from trainables.config import ConfigError
+
+    if not Path(run_dir).is_dir():
+        raise ConfigError(f"RUN_DIR: {str(run_dir)!r} is not allowed; no such folder")
+    run = load_run(Path(run_dir))
+    state = run.run_state
+    counts = run.trials["status"].value_counts() if len(run.trials) else {}
+    lines = [f"run {run.name}: {run.state or 'unknown state'}"]
+    if "budget_s" in state:
+        used, budget = float(state.get("elapsed_s", 0.0)), float(state["budget_s"])
+        lines.append(f"budget: {_duration(used)} used of {_duration(budget)} "
+                     f"({_duration(budget - used)} left), resumed {state.get('resumes', 0)} times")
+    lines.append("trials: " + ", ".join(f"{int(counts.get(s, 0))} {s}" for s in STATUSES)
+                 + (f", {len(run.unreadable)} unreadable" if run.unreadable else ""))
+    epsilons = run.eval_epsilons
+    if not epsilons:
+        return "\n".join(lines)
+    best = front(run, epsilons[0])
+    lines.append(f"front (robust accuracy at {metrics.eps_label(epsilons[0])}, validation split, "
+                 f"full-fidelity trials only): {len(best.members)} models")
+    for _, row in best.members.iterrows():
+        lines.append(f"  {row[metrics.WRN]:<10} {int(row[metrics.PARAMS]):>12,} params  "
+                     f"robust {100 * row[best.acc_col]:5.1f}%  "
+                     f"clean {100 * row[metrics.BEST_VAL_CLEAN_ACC]:5.1f}%  "
+                     f"train eps {eps_text(row[metrics.TRAIN_EPS])}, "
+                     f"{row[metrics.METHOD]}-{int(row[metrics.TRAIN_STEPS])}")
+    return "\n".join(lines)
