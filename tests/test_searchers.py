@@ -1,0 +1,96 @@
+"""Searchers and resources, called directly (real Optuna, no Ray cluster needed)."""
+
+from __future__ import annotations
+
+import optuna
+import pytest
+
+from search.cluster import TrialResources, auto_gpu_share, check_resources, estimate_trial_memory_bytes
+from search.searchers import OBJECTIVES, build_searcher, num_trials
+from search.spec import ExperimentSpec
+from tests.test_spec import VALID
+from trainables import metrics as M
+from trainables.config import ConfigError
+
+
+def _searcher(**changes: dict) -> object:
+    raw = {**VALID, **changes}
+    searcher = build_searcher(ExperimentSpec.from_dict(raw))
+    searcher.set_search_properties(None, None, {})
+    return searcher
+
+
+def _result(epochs_done: int, max_epochs: int = 3, acc: float = 0.4, params: int = 77_850) -> dict:
+    return {M.EPOCHS_DONE: epochs_done, M.MAX_EPOCHS: max_epochs,
+            M.BEST_VAL_ROBUST_ACC: acc, M.PARAMS: params}
+
+
+def test_early_stopped_trials_reach_optuna_as_pruned_not_complete() -> None:
+    searcher = _searcher()
+    for trial_id in ("full", "stopped", "failed"):
+        config = searcher.suggest(trial_id)
+        assert config[M.DEPTH] in (10, 16)
+    searcher.on_trial_complete("full", _result(3))
+    searcher.on_trial_complete("stopped", _result(1, acc=0.9))  # truncated: must not count
+    searcher.on_trial_complete("failed", None, error=True)
+    states = {t.number: t.state for t in searcher._ot_study.trials}  # noqa: SLF001
+    assert states == {0: optuna.trial.TrialState.COMPLETE, 1: optuna.trial.TrialState.PRUNED,
+                      2: optuna.trial.TrialState.FAIL}
+    best = searcher._ot_study.best_trials  # noqa: SLF001
+    assert [t.values for t in best] == [[0.4, 77_850]]
+    assert [d for _, d in OBJECTIVES] == ["max", "min"]
+
+
+def test_grid_searcher_visits_each_point_once() -> None:
+    space = {"depth": [10, 16], "width": [1, 2], "train_eps": "8/255", "train_steps": [1, 3]}
+    spec = ExperimentSpec.from_dict({**VALID, "space": space, "searcher": {"kind": "grid"}})
+    assert num_trials(spec) == min(spec.budget.max_trials, 8)
+    searcher = build_searcher(spec)
+    searcher.set_search_properties(None, None, {})
+    seen = set()
+    for i in range(5):
+        c = searcher.suggest(str(i))
+        seen.add((c[M.DEPTH], c[M.WIDTH], c[M.TRAIN_STEPS]))
+        searcher.on_trial_complete(str(i), _result(3))
+    assert len(seen) == 5
+
+
+@pytest.mark.parametrize("kind", ["tpe", "nsga2", "random"])
+def test_each_sampler_suggests_values_inside_the_space(kind: str) -> None:
+    searcher = _searcher(searcher={"kind": kind, "seed": 3, "n_startup_trials": 2})
+    for i in range(6):
+        c = searcher.suggest(str(i))
+        assert c[M.DEPTH] in (10, 16) and 1 <= c[M.WIDTH] <= 4
+        assert 2 / 255 - 1e-9 <= c[M.TRAIN_EPS] <= 8 / 255 + 1e-9
+        assert 0.01 <= c[M.PEAK_LR] <= 0.2
+        assert (M.TRAIN_STEPS in c) == (c[M.METHOD] == "pgd")
+        searcher.on_trial_complete(str(i), _result(3, acc=0.1 * i, params=1000 * (i + 1)))
+
+
+def test_gpu_and_cpu_requests_beyond_the_cluster_fail_at_once() -> None:
+    cpu_only = {"CPU": 2.0}
+    check_resources(1, 0, cpu_only)
+    check_resources(1, "auto", cpu_only)
+    with pytest.raises(ConfigError, match=r"^resources.gpus_per_trial: 1 is not allowed; the Ray cluster has 0 GPUs"):
+        check_resources(1, 1, cpu_only)
+    with pytest.raises(ConfigError, match=r"^resources.gpus_per_trial: 0.25"):
+        check_resources(1, 0.25, cpu_only)
+    with pytest.raises(ConfigError, match=r"^resources.cpus_per_trial: 4 is not allowed; the Ray cluster has 2 CPUs"):
+        check_resources(4, 0, cpu_only)
+
+
+def test_auto_gpu_shares_grow_with_the_model_and_stay_in_eighths() -> None:
+    gib = 2**30
+    small = auto_gpu_share(10, 1, 128, 16 * gib)
+    big = auto_gpu_share(34, 10, 128, 16 * gib)  # about 8 GB: half of a 16 GiB card
+    assert small == 0.125 and small < big <= 1.0
+    assert auto_gpu_share(34, 10, 128, 80 * gib) == 0.125
+    assert (big * 8).is_integer()
+    assert auto_gpu_share(40, 10, 512, 16 * gib) == 1.0
+    assert estimate_trial_memory_bytes(34, 10, 256) > estimate_trial_memory_bytes(34, 10, 128)
+    on_cpu = TrialResources(cpus=1, gpus="auto", cluster_gpus=0, batch_size=128, gpu_memory_bytes=gib)
+    assert on_cpu({"depth": 34, "width": 10}) == {"cpu": 1, "gpu": 0.0}
+    on_gpu = TrialResources(cpus=2, gpus="auto", cluster_gpus=1, batch_size=128, gpu_memory_bytes=80 * gib)
+    assert on_gpu({"depth": 10, "width": 1})["gpu"] == 0.125
+    fixed = TrialResources(cpus=1, gpus=0.5, cluster_gpus=1, batch_size=128, gpu_memory_bytes=0)
+    assert fixed({"depth": 10, "width": 1}) == {"cpu": 1, "gpu": 0.5}
