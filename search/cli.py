@@ -92,7 +92,8 @@ def _add_train(sub: Any) -> None:
     t.add_argument("--seed", type=int, default=0)
     e = p.add_argument_group("evaluation (the threat model)")
     e.add_argument("--eval-epsilon", action="append",
-                   help="eval epsilon, repeatable (default: 8/255); the first one is selected on")
+                   help="eval epsilon, repeatable (default: 8/255, or 0.5 for l2); the first one "
+                        "is selected on")
     e.add_argument("--eval-steps", type=int, default=10)
     e.add_argument("--eval-restarts", type=int, default=1)
     e.add_argument("--eval-max-examples", type=int,
@@ -106,9 +107,22 @@ def _add_train(sub: Any) -> None:
     p.set_defaults(func=_cmd_train)
 
 
+def _number_or_text(text: str | None) -> float | str | None:
+    """L2 budgets are plain numbers; L-inf ones may be fractions like 8/255 (parsed later)."""
+    try:
+        return float(text) if text is not None else None
+    except ValueError:
+        return text
+
+
 def _train_config(a: argparse.Namespace) -> Any:
     from trainables.config import TrialConfig
 
+    l2 = a.norm == "l2"
+    eval_eps = a.eval_epsilon or (["0.5"] if l2 else ["8/255"])
+    if l2:
+        a.epsilon, a.alpha = _number_or_text(a.epsilon), _number_or_text(a.alpha)
+        eval_eps = [_number_or_text(e) for e in eval_eps]
     val_size: int | float = int(a.val_size) if float(a.val_size).is_integer() else a.val_size
     return TrialConfig.from_dict({
         "data": {"dataset": a.dataset, "data_dir": a.data_dir, "download": a.download,
@@ -120,7 +134,7 @@ def _train_config(a: argparse.Namespace) -> Any:
                      "weight_decay": a.weight_decay, "schedule": a.schedule,
                      "warmup_epochs": a.warmup_epochs, "label_smoothing": a.label_smoothing,
                      "seed": a.seed},
-        "threat_model": {"norm": a.norm, "epsilons": tuple(a.eval_epsilon or ["8/255"]),
+        "threat_model": {"norm": a.norm, "epsilons": tuple(eval_eps),
                          "steps": a.eval_steps, "restarts": a.eval_restarts,
                          "max_examples": a.eval_max_examples},
         "device": a.device, "compile": a.compile, "threads": a.threads,

@@ -168,7 +168,14 @@ class TrainingConfig:
             _set(self, "eps", _float("training.eps", self.eps, 0.0, 100.0))
         _int("training.steps", self.steps, 1, 1000)
         if self.alpha is not None:
-            _set(self, "alpha", parse_epsilon(self.alpha, "training.alpha"))
+            if self.method not in ("pgd", "fgsm-rs"):
+                raise fail("training.alpha", self.alpha, "a step size only applies to pgd and "
+                           "fgsm-rs (fgsm-mix steps by eps, clean has no attack)")
+            alpha = (parse_epsilon(self.alpha, "training.alpha") if self.norm == "linf"
+                     else _float("training.alpha", self.alpha, 0.0, 100.0))
+            if alpha <= 0:
+                raise fail("training.alpha", self.alpha, "the step size must be > 0")
+            _set(self, "alpha", alpha)
         _float("training.mix_weight", self.mix_weight, 0.0, 1.0)
         _int("training.epochs", self.epochs, 1, 10_000)
         _int("training.batch_size", self.batch_size, 1, 65_536)
