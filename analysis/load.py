@@ -36,7 +36,7 @@ FINISHED_STATES = ("finished", "budget_exhausted")
 RESULT_FILE = "result.json"
 PARAMS_FILE = "params.json"
 ERROR_FILE = "error.txt"
-EVENTS_FILE = "events.jsonl"
+EVENTS_FILE = metrics.EVENTS_FILE
 # Hook for `wrn-search evaluate`: every evaluation/*.json holding a JSON object with
 # "trial_id" and keys starting with TEST_PREFIX is merged into `Run.trials`.
 EVALUATION_DIR = "evaluation"
@@ -112,9 +112,10 @@ def load_run(run_dir: Path) -> Run:
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise ConfigError(f"run directory: {str(run_dir)!r} does not exist or is not a folder")
-    spec = _read_json_object(run_dir / "spec.json")
-    run_state = _read_json_object(run_dir / "run.json")
-    events = _read_events(run_dir / EVENTS_FILE)
+    driver = run_dir / metrics.DRIVER_DIR
+    spec = _read_json_object(driver / metrics.SPEC_JSON)
+    run_state = _read_json_object(driver / metrics.RUN_FILE)
+    events = _read_events(driver / EVENTS_FILE)
     context = _Context(
         epsilons=spec_epsilons(spec),
         num_classes=DATASETS.get(str((spec.get("data") or {}).get("dataset")), 10),

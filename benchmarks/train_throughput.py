@@ -286,11 +286,19 @@ class MethodResult:
     def ratio(self) -> float:
         return self.engine_median / self.baseline_median
 
+    @property
+    def paired_ratios(self) -> list[float]:
+        """Engine/baseline within each repetition: the two ran back to back, so load
+        that drifts between repetitions cancels; their spread shows how noisy the run was."""
+        return [e / b for e, b in zip(self.engine_images_per_s, self.baseline_images_per_s,
+                                      strict=True)]
+
     def summary(self, forward_flops: float, peak_tflops: float) -> dict[str, Any]:
         per_image = training_flops_per_image(forward_flops, self.attack_steps)
         out = asdict(self)
         out.update(engine_median=self.engine_median, baseline_median=self.baseline_median,
-                   ratio=self.ratio, train_flops_per_image=per_image)
+                   ratio=self.ratio, paired_ratios=self.paired_ratios,
+                   train_flops_per_image=per_image)
         for side, value in (("engine", self.engine_median), ("baseline", self.baseline_median)):
             out[f"{side}_tflops"] = per_image * value / 1e12
             out[f"{side}_mfu"] = per_image * value / (peak_tflops * 1e12)
@@ -377,13 +385,15 @@ def _cpu_model() -> str:
 
 
 def format_table(rows: Sequence[dict[str, Any]], cuda: bool) -> str:
-    header = f"{'method':<10} {'engine img/s':>13} {'baseline img/s':>15} {'ratio':>7}"
+    header = (f"{'method':<10} {'engine img/s':>13} {'baseline img/s':>15} {'ratio':>7} "
+              f"{'per-rep ratios':>15}")
     if cuda:
         header += f" {'engine MFU':>11} {'baseline MFU':>13}"
     lines = [header, "-" * len(header)]
     for r in rows:
+        spread = f"{min(r['paired_ratios']):.2f}-{max(r['paired_ratios']):.2f}x"
         line = (f"{r['method']:<10} {r['engine_median']:>13.1f} {r['baseline_median']:>15.1f} "
-                f"{r['ratio']:>6.2f}x")
+                f"{r['ratio']:>6.2f}x {spread:>15}")
         if cuda:
             line += f" {100 * r['engine_mfu']:>10.1f}% {100 * r['baseline_mfu']:>12.1f}%"
         lines.append(line)

@@ -22,19 +22,17 @@ from trainables import metrics as M
 
 log = logging.getLogger(__name__)
 
-RUN_FILE = "run.json"
-EVENTS_FILE = "events.jsonl"
-SPEC_JSON = "spec.json"
-SPEC_TOML = "spec.toml"
+RUN_FILE, EVENTS_FILE, SPEC_JSON, SPEC_TOML = M.RUN_FILE, M.EVENTS_FILE, M.SPEC_JSON, M.SPEC_TOML
 TERMINAL_STATES = ("finished", "budget_exhausted", "interrupted", "failed")
 
 
 class RunFiles:
-    """Small text files at the top of a run directory, local or remote."""
+    """The driver's small text files in a run directory (local or remote), in DRIVER_DIR."""
 
-    def __init__(self, run_dir: str) -> None:
+    def __init__(self, run_dir: str, folder: str = M.DRIVER_DIR) -> None:
         self.run_dir = run_dir
-        self.fs, self.base = pafs.FileSystem.from_uri(run_dir)
+        self.fs, root = pafs.FileSystem.from_uri(run_dir)
+        self.base = f"{root.rstrip('/')}/{folder}" if folder else root
 
     def path(self, name: str) -> str:
         return f"{self.base.rstrip('/')}/{name}"

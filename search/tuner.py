@@ -138,7 +138,7 @@ def run_search(spec: ExperimentSpec, *, address: str | None = None,
     storage = absolute_storage(spec.storage.path)
     run_dir = f"{storage.rstrip('/')}/{spec.name}"
     files = RunFiles(run_dir)
-    if files.exists(TUNER_FILE) or files.exists(RUN_FILE):
+    if RunFiles(run_dir, folder="").exists(TUNER_FILE) or files.exists(RUN_FILE):
         raise ConfigError(f"name: {spec.name!r} is not allowed; {run_dir} already holds a run "
                           f"(continue it with `wrn-search resume {run_dir}`, or pick --name)")
     cluster = start_ray(address)
@@ -152,7 +152,7 @@ def run_search(spec: ExperimentSpec, *, address: str | None = None,
 
 def load_run_spec(run_dir: str) -> ExperimentSpec:
     files = RunFiles(run_dir)
-    if not files.exists(SPEC_JSON) or not files.exists(TUNER_FILE):
+    if not files.exists(SPEC_JSON) or not RunFiles(run_dir, folder="").exists(TUNER_FILE):
         raise ConfigError(f"RUN_DIR: {run_dir!r} is not allowed; it holds no search started by "
                           f"`wrn-search run` (no {SPEC_JSON} and {TUNER_FILE})")
     raw = json.loads(files.read_text(SPEC_JSON))

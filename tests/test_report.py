@@ -109,9 +109,9 @@ GARBAGE = "train_wrn_t_u_7_depth=10,width=4"
 def make_run(root: Path, *, state: str = "finished", events: bool = True) -> Path:
     """A run directory as `wrn-search run` writes it, with every kind of trial in it."""
     run = root / "demo"
-    run.mkdir()
-    (run / "spec.json").write_text(json.dumps(_spec("demo")))
-    (run / "run.json").write_text(json.dumps({
+    (run / metrics.DRIVER_DIR).mkdir(parents=True)
+    (run / metrics.DRIVER_DIR / metrics.SPEC_JSON).write_text(json.dumps(_spec("demo")))
+    (run / metrics.DRIVER_DIR / metrics.RUN_FILE).write_text(json.dumps({
         "name": "demo", "created": "2026-11-23T13:00:00+00:00", "budget_s": 3600.0,
         "elapsed_s": 1500.0, "state": state, "resumes": 0, "ray_version": "2.60.0",
         "optuna_version": "5.0.0"}))
@@ -147,7 +147,7 @@ def make_run(root: Path, *, state: str = "finished", events: bool = True) -> Pat
     (garbage / "result.json").write_text("\x00\x01 not json at all\n<<<>>>\n")
     if events:
         log.sort(key=lambda e: e["time"])
-        (run / "events.jsonl").write_text("".join(json.dumps(e) + "\n" for e in log))
+        (run / metrics.DRIVER_DIR / metrics.EVENTS_FILE).write_text("".join(json.dumps(e) + "\n" for e in log))
     return run
 
 
@@ -187,7 +187,7 @@ def test_load_run_without_events_infers_status(tmp_path: Path) -> None:
     assert status["t_x"] == "error"
     trials = load_run(run_dir).trials.set_index("trial_id")
     assert trials.loc["t_x", "error"].startswith("torch.OutOfMemoryError: CUDA out of memory")
-    (run_dir / "run.json").write_text(json.dumps({"state": "running"}))
+    (run_dir / metrics.DRIVER_DIR / metrics.RUN_FILE).write_text(json.dumps({"state": "running"}))
     assert _status(run_dir)["t_run"] == "running"
 
 
@@ -279,7 +279,7 @@ def test_partial_banner_and_rung_counts(tmp_path: Path) -> None:
     # milestones 1, 3 (< 9 epochs): t_r0 stopped at 1, t_s at 3.
     assert re.search(r"\| 0 \| 1 \| 9 \| 1 \|", md), md
     assert re.search(r"\| 1 \| 3 \| \d+ \| 1 \|", md), md
-    (run_dir / "run.json").unlink()
+    (run_dir / metrics.DRIVER_DIR / metrics.RUN_FILE).unlink()
     page = Path(write_report(run_dir, formats=("html",))[0]).read_text()
     assert "PARTIAL RUN (state: unknown" in page
 

@@ -71,11 +71,13 @@ def test_gpu_and_cpu_requests_beyond_the_cluster_fail_at_once() -> None:
     cpu_only = {"CPU": 2.0}
     check_resources(1, 0, cpu_only)
     check_resources(1, "auto", cpu_only)
-    with pytest.raises(ConfigError, match=r"^resources.gpus_per_trial: 1 is not allowed; the Ray cluster has 0 GPUs"):
+    with pytest.raises(ConfigError,
+                       match=r"^resources.gpus_per_trial: 1 is not allowed; the Ray cluster has 0 GPUs"):
         check_resources(1, 1, cpu_only)
     with pytest.raises(ConfigError, match=r"^resources.gpus_per_trial: 0.25"):
         check_resources(1, 0.25, cpu_only)
-    with pytest.raises(ConfigError, match=r"^resources.cpus_per_trial: 4 is not allowed; the Ray cluster has 2 CPUs"):
+    with pytest.raises(ConfigError,
+                       match=r"^resources.cpus_per_trial: 4 is not allowed; the Ray cluster has 2 CPUs"):
         check_resources(4, 0, cpu_only)
 
 

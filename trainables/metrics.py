@@ -80,3 +80,12 @@ BEST_VAL_CLEAN_ACC = "best_val_clean_acc"  # clean accuracy of the best-robust e
 GPU_SHARE = "gpu_share"  # fraction of one GPU the trial held (0 on CPU)
 NODE_ID = "node_id"  # the Ray node the epoch ran on (which machine did the work)
 SPLIT = "split"  # which split the accuracies come from: always "validation" during search
+
+# The driver's files inside a run directory. They live in a subfolder on purpose: when a
+# search is resumed, Ray downloads every top-level *.json/*.pkl into its staging folder and
+# copies them back periodically (non-atomically), which would revert and tear these files.
+DRIVER_DIR = "wrn-search"
+RUN_FILE = "run.json"  # run state and budget used
+EVENTS_FILE = "events.jsonl"  # trial start / complete / error events
+SPEC_JSON = "spec.json"  # the validated spec, every default filled in
+SPEC_TOML = "spec.toml"  # the spec as the user wrote it
