@@ -162,7 +162,7 @@ def _cmd_train(a: argparse.Namespace) -> int:
     run = TrainRun(cfg, out, resume=a.resume)
     if run.trainer.done:
         raise ConfigError(f"--resume: {str(out)!r} already finished its "
-                          f"{cfg.training.epochs} epochs (raise --epochs to train on)")
+                          f"{cfg.training.epochs} epochs; nothing to resume")
     facts = run.trainer.static_facts()
     _say(f"{facts['wrn']} ({facts['params']:,} parameters) on {cfg.data.dataset}: "
          f"{len(run.trainer.train_loader) * cfg.training.batch_size:,} training / "

@@ -37,8 +37,8 @@ def quiet_ray() -> None:
 
 
 def start_ray(address: str | None, num_cpus: int | None = None,
-              worker_logs: bool = False) -> dict[str, float]:
-    """Join the cluster at `address`, or start an embedded one; return its resources.
+              worker_logs: bool = False) -> list[dict[str, float]]:
+    """Join the cluster at `address`, or start an embedded one; return each live node's resources.
 
     Worker output is not forwarded by default: a failed trial's traceback is kept in its
     folder (error.txt) and summarised in events.jsonl and the status line.
@@ -46,15 +46,27 @@ def start_ray(address: str | None, num_cpus: int | None = None,
     import ray
 
     if ray.is_initialized():
-        return dict(ray.cluster_resources())
+        return node_resources()
     kwargs: dict[str, Any] = {"configure_logging": True, "logging_level": logging.WARNING,
                               "log_to_driver": worker_logs}
     if address:
-        ray.init(address=address, **kwargs)
+        try:
+            ray.init(address=address, **kwargs)
+        except (ConnectionError, RuntimeError, ValueError) as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise ConfigError(f"--address: {address!r} is not allowed; no Ray cluster could be "
+                              f"joined there ({first[:200]})") from None
     else:
         # Embedded default: no dashboard; Ray 2.60 keeps token authentication on.
         ray.init(num_cpus=num_cpus or os.cpu_count() or 1, include_dashboard=False, **kwargs)
-    return dict(ray.cluster_resources())
+    return node_resources()
+
+
+def node_resources() -> list[dict[str, float]]:
+    """Resources of every live node: a trial must fit on one node, not on the sum."""
+    import ray
+
+    return [dict(n["Resources"]) for n in ray.nodes() if n.get("Alive")]
 
 
 def estimate_trial_memory_bytes(depth: int, width: int, batch_size: int,
@@ -115,12 +127,13 @@ class TrialResources:
         return {"cpu": self.cpus, "gpu": self.gpus_for(depth, width)}
 
 
-def check_resources(cpus: float, gpus: float | str, cluster: dict[str, float]) -> None:
-    """Fail at once when no trial could ever be placed (instead of hanging PENDING)."""
-    have_cpu, have_gpu = cluster.get("CPU", 0.0), cluster.get("GPU", 0.0)
+def check_resources(cpus: float, gpus: float | str, nodes: list[dict[str, float]]) -> None:
+    """Fail at once when no node could ever hold a trial (instead of hanging PENDING)."""
+    have_cpu = max((n.get("CPU", 0.0) for n in nodes), default=0.0)
+    have_gpu = max((n.get("GPU", 0.0) for n in nodes), default=0.0)
     if cpus > have_cpu:
-        raise ConfigError(f"resources.cpus_per_trial: {cpus:g} is not allowed; the Ray cluster "
-                          f"has {have_cpu:g} CPUs")
+        raise ConfigError(f"resources.cpus_per_trial: {cpus:g} is not allowed; the largest Ray "
+                          f"node has {have_cpu:g} CPUs")
     if gpus != "auto" and float(gpus) > have_gpu:
-        raise ConfigError(f"resources.gpus_per_trial: {gpus:g} is not allowed; the Ray cluster "
-                          f"has {have_gpu:g} GPUs (use 0 for CPU trials, or \"auto\")")
+        raise ConfigError(f"resources.gpus_per_trial: {gpus:g} is not allowed; the largest Ray "
+                          f"node has {have_gpu:g} GPUs (use 0 for CPU trials, or \"auto\")")

@@ -52,7 +52,15 @@ class RunFiles:
         self.fs.move(tmp, self.path(name))  # atomic on local and POSIX filesystems
 
     def read_json(self, name: str) -> dict[str, Any]:
-        return json.loads(self.read_text(name)) if self.exists(name) else {}
+        """The file's object; {} when it is missing or damaged (the driver rewrites it)."""
+        if not self.exists(name):
+            return {}
+        try:
+            value = json.loads(self.read_text(name))
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            log.warning("%s/%s is damaged; starting it afresh", self.base, name)
+            return {}
+        return value if isinstance(value, dict) else {}
 
     def write_json(self, name: str, obj: dict[str, Any]) -> None:
         self.write_text(name, json.dumps(obj, indent=2, sort_keys=True) + "\n")
@@ -91,6 +99,11 @@ class RunRecorder(tune.Callback):
         self.events: list[str] = []
         if self.files.exists(EVENTS_FILE):
             self.events = [ln for ln in self.files.read_text(EVENTS_FILE).splitlines() if ln]
+
+    def attach(self, run_dir: str, printer: Callable[[str], None] | None) -> None:
+        """Point at the run folder where it is now (it may have moved) and print there."""
+        self.run_dir, self.printer = run_dir, printer
+        self._reset()
 
     def __getstate__(self) -> dict[str, Any]:
         return {"run_dir": self.run_dir, "printer": None, "interval_s": self.interval_s}

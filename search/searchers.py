@@ -11,6 +11,7 @@ Two things here are not Ray's defaults, on purpose:
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 import optuna
@@ -18,6 +19,7 @@ from ray.tune.search.optuna import OptunaSearch
 
 from search.spec import ExperimentSpec, SpaceConfig
 from trainables import metrics as M
+from trainables.config import ConfigError
 
 # What the searcher optimises: the best-checkpoint robust accuracy (the model a user keeps)
 # against the parameter count.
@@ -70,17 +72,26 @@ def _sampler(spec: ExperimentSpec) -> optuna.samplers.BaseSampler:
     return optuna.samplers.GridSampler(grid, seed=s.seed)
 
 
+def _storage(url: str | None) -> optuna.storages.BaseStorage | None:
+    if url is None:
+        return None
+    try:
+        return optuna.storages.RDBStorage(url)
+    except Exception as exc:  # SQLAlchemy raises many kinds; all mean "cannot use this URL"
+        raise ConfigError(f"storage.optuna_url: {url!r} is not allowed; it cannot be opened "
+                          f"({type(exc).__name__})") from None
+
+
 def build_searcher(spec: ExperimentSpec) -> FidelityAwareOptunaSearch:
-    storage = None
-    if spec.storage.optuna_url:
-        storage = optuna.storages.RDBStorage(spec.storage.optuna_url)
+    # A study name of its own: a shared Optuna database must never feed an older run's
+    # trials (other data, threat model or epochs) into this run's sampler.
     return FidelityAwareOptunaSearch(
         space=DefineByRunSpace(spec.space, conditional=spec.searcher.kind != "grid"),
         metric=[m for m, _ in OBJECTIVES],
         mode=[d for _, d in OBJECTIVES],
         sampler=_sampler(spec),
-        study_name=spec.name,
-        storage=storage,
+        study_name=f"{spec.name}-{uuid.uuid4().hex[:8]}",
+        storage=_storage(spec.storage.optuna_url),
     )
 
 

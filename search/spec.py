@@ -175,8 +175,9 @@ def parse_param(name: str, raw: Any) -> Param:
             raise fail(f"{field_name}.log", log, "must be true or false, and low > 0 when true")
         step = raw.get("step")
         if step is not None and (name not in _INT_PARAMS or isinstance(step, bool)
-                                 or not isinstance(step, int) or step < 1):
-            raise fail(f"{field_name}.step", step, "an integer >= 1, for integer ranges only")
+                                 or not isinstance(step, int) or step < 1 or log):
+            raise fail(f"{field_name}.step", step,
+                       "an integer >= 1, for integer ranges without log only")
         if low == high:
             return Param(name, "fixed", (low,))
         return Param(name, "range", (), float(low), float(high), log, step)
@@ -333,6 +334,21 @@ class ExperimentSpec:
                        f"must be <= training.epochs ({self.training.epochs})")
         if self.searcher.kind == "grid":
             self.space.grid_size()  # raises on float ranges
+        self._check_space_against_trial()
+
+    def _check_space_against_trial(self) -> None:
+        """Every value the space can propose must make a valid trial, or each such trial
+        would fail (and be retried) at run time instead of here."""
+        base = self.base_trial()
+        for param in self.space.params:
+            section, name = SEARCHABLE[param.name]
+            values = param.values if param.kind != "range" else param.extremes()
+            for value in values:
+                try:
+                    dataclasses.replace(getattr(base, section), **{name: value})
+                except ConfigError as exc:
+                    reason = str(exc).split("; ", 1)[-1]
+                    raise fail(f"space.{param.name}", value, reason) from None
 
     @property
     def run_dir(self) -> str:

@@ -62,19 +62,20 @@ def absolute_storage(path: str) -> str:
     return path if "://" in path else str(Path(path).expanduser().resolve())
 
 
-def _trainable(spec: ExperimentSpec, cluster: dict[str, float],
+def _trainable(spec: ExperimentSpec, nodes: list[dict[str, float]],
                function: Callable[[dict[str, Any]], None] = train_wrn) -> Any:
     """The trial function wrapped with its resource request (a custom one may stand in)."""
     gpus = spec.resources.gpus_per_trial
     resources = TrialResources(
-        cpus=spec.resources.cpus_per_trial, gpus=gpus, cluster_gpus=cluster.get("GPU", 0.0),
+        cpus=spec.resources.cpus_per_trial, gpus=gpus,
+        cluster_gpus=max((n.get("GPU", 0.0) for n in nodes), default=0.0),
         batch_size=spec.training.batch_size,
         gpu_memory_bytes=local_gpu_memory() if gpus == "auto" else 0,
     )
     return tune.with_resources(function, resources)
 
 
-def build_tuner(spec: ExperimentSpec, cluster: dict[str, float],
+def build_tuner(spec: ExperimentSpec, nodes: list[dict[str, float]],
                 printer: Callable[[str], None] | None = None,
                 trainable: Callable[[dict[str, Any]], None] = train_wrn) -> tune.Tuner:
     """The whole search as one Tuner; everything it holds pickles for `resume`."""
@@ -100,7 +101,7 @@ def build_tuner(spec: ExperimentSpec, cluster: dict[str, float],
         callbacks=[RunRecorder(run_dir, printer)],
         verbose=0,
     )
-    return tune.Tuner(_trainable(spec, cluster, trainable),
+    return tune.Tuner(_trainable(spec, nodes, trainable),
                       param_space={"trial": spec.base_trial().to_dict()},
                       tune_config=tune_config, run_config=run_config)
 
@@ -141,13 +142,15 @@ def run_search(spec: ExperimentSpec, *, address: str | None = None,
     if RunFiles(run_dir, folder="").exists(TUNER_FILE) or files.exists(RUN_FILE):
         raise ConfigError(f"name: {spec.name!r} is not allowed; {run_dir} already holds a run "
                           f"(continue it with `wrn-search resume {run_dir}`, or pick --name)")
-    cluster = start_ray(address)
-    check_resources(spec.resources.cpus_per_trial, spec.resources.gpus_per_trial, cluster)
+    nodes = start_ray(address)
+    check_resources(spec.resources.cpus_per_trial, spec.resources.gpus_per_trial, nodes)
+    tuner = build_tuner(spec, nodes, printer, trainable)  # may fail on bad settings: before any file
     files.write_json(SPEC_JSON, spec.to_json())
     if spec_text is not None:
         files.write_text(SPEC_TOML, spec_text)
     files.write_json(RUN_FILE, new_run_state(spec.name, spec.budget.time))
-    return _finish(build_tuner(spec, cluster, printer, trainable), spec, run_dir)
+    _recorder(tuner).attach(run_dir, printer)
+    return _finish(tuner, spec, run_dir)
 
 
 def load_run_spec(run_dir: str) -> ExperimentSpec:
@@ -155,7 +158,11 @@ def load_run_spec(run_dir: str) -> ExperimentSpec:
     if not files.exists(SPEC_JSON) or not RunFiles(run_dir, folder="").exists(TUNER_FILE):
         raise ConfigError(f"RUN_DIR: {run_dir!r} is not allowed; it holds no search started by "
                           f"`wrn-search run` (no {SPEC_JSON} and {TUNER_FILE})")
-    raw = json.loads(files.read_text(SPEC_JSON))
+    try:
+        raw = json.loads(files.read_text(SPEC_JSON))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"RUN_DIR: {run_dir!r} is not allowed; its {M.DRIVER_DIR}/{SPEC_JSON} "
+                          f"is damaged ({exc})") from None
     return ExperimentSpec.from_dict(raw)
 
 
@@ -174,13 +181,13 @@ def resume_search(run_dir: str, *, address: str | None = None,
     if state.get("state") in ("finished", "budget_exhausted"):
         raise ConfigError(f"RUN_DIR: {run_dir!r} is not allowed; that search already "
                           f"{state['state'].replace('_', ' ')} (start a new one with run)")
-    cluster = start_ray(address)
-    check_resources(spec.resources.cpus_per_trial, spec.resources.gpus_per_trial, cluster)
+    nodes = start_ray(address)
+    check_resources(spec.resources.cpus_per_trial, spec.resources.gpus_per_trial, nodes)
     files.write_json(RUN_FILE, {**state, "state": "running",
                                 "resumes": int(state.get("resumes", 0)) + 1})
-    tuner = tune.Tuner.restore(run_dir, trainable=_trainable(spec, cluster, trainable),
+    tuner = tune.Tuner.restore(run_dir, trainable=_trainable(spec, nodes, trainable),
                                resume_unfinished=True, resume_errored=False)
-    _recorder(tuner).printer = printer
+    _recorder(tuner).attach(run_dir, printer)  # the folder may have moved since it was saved
     return _finish(tuner, spec, run_dir)
 
 

@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -89,14 +90,32 @@ def test_train_writes_its_outputs_and_resumes(tmp_path: Path) -> None:
     assert again.returncode == 2 and "pass --resume" in again.stderr
     assert len(again.stderr.strip().splitlines()) == 1
 
-    longer = [*TINY_TRAIN[:TINY_TRAIN.index("--epochs") + 1], "3",
-              *TINY_TRAIN[TINY_TRAIN.index("--epochs") + 2:]]
-    resumed = _cli(*longer, "--out", str(out), "--resume")
-    # the config changed (3 epochs) so it warns, but it continues the same run at epoch 3
+    changed = _cli(*TINY_TRAIN, "--out", str(out), "--resume", "--seed", "1")
+    assert changed.returncode == 2 and "--resume: data.seed = 1 is not allowed" in changed.stderr
+
+
+def test_train_killed_mid_run_resumes_the_same_run(tmp_path: Path) -> None:
+    out = tmp_path / "killed"
+    args = [*TINY_TRAIN[:TINY_TRAIN.index("--epochs") + 1], "4",
+            *TINY_TRAIN[TINY_TRAIN.index("--epochs") + 2:], "--out", str(out)]
+    proc = subprocess.Popen([sys.executable, "-m", "search.cli", *args], cwd=ROOT, text=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            env={**os.environ, "PYTHONPATH": str(ROOT)})
+    metrics = out / "metrics.jsonl"
+    deadline = time.time() + 240
+    while time.time() < deadline and proc.poll() is None:
+        if metrics.exists() and len(metrics.read_text().splitlines()) >= 2:
+            break
+        time.sleep(0.2)
+    proc.kill()
+    proc.wait()
+    done_before = len(metrics.read_text().splitlines())
+    assert 1 <= done_before < 4, "the run ended before it could be killed"
+    resumed = _cli(*args, "--resume")
     assert resumed.returncode == 0, resumed.stderr
-    assert "resuming after epoch 2" in resumed.stdout and "epoch   3/3" in resumed.stdout
-    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
-    assert [r["epochs_done"] for r in rows] == [1, 2, 3]
+    assert "resuming after epoch" in resumed.stdout and "epoch   4/4" in resumed.stdout
+    rows = [json.loads(line) for line in metrics.read_text().splitlines()]
+    assert [r["epochs_done"] for r in rows] == [1, 2, 3, 4]
 
 
 def test_run_dry_run_prints_the_validated_spec(tmp_path: Path) -> None:

@@ -147,7 +147,8 @@ def make_run(root: Path, *, state: str = "finished", events: bool = True) -> Pat
     (garbage / "result.json").write_text("\x00\x01 not json at all\n<<<>>>\n")
     if events:
         log.sort(key=lambda e: e["time"])
-        (run / metrics.DRIVER_DIR / metrics.EVENTS_FILE).write_text("".join(json.dumps(e) + "\n" for e in log))
+        lines = "".join(json.dumps(e) + "\n" for e in log)
+        (run / metrics.DRIVER_DIR / metrics.EVENTS_FILE).write_text(lines)
     return run
 
 

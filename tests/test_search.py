@@ -21,10 +21,10 @@ import ray
 import torch
 
 from search.spec import ExperimentSpec
-from search.tuner import resume_search, run_search
+from search.tuner import run_search
 from trainables import metrics as M
 from trainables.engine import Trainer
-from trainables.trainable import train_wrn, trial_config
+from trainables.trainable import train_wrn
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -49,12 +49,16 @@ def tiny_spec(storage: Path, **changes: Any) -> dict[str, Any]:
 
 
 def nan_for_wide_two_step(config: dict[str, Any]) -> None:
-    """The real trainable, except WRN-10-2 with PGD-2 gets NaN weights: a real divergence."""
+    """The real trainable; WRN-10-2 with PGD-2 gets NaN weights in this worker: a real divergence."""
     if config[M.WIDTH] == 2 and config[M.TRAIN_STEPS] == 2:
-        trainer = Trainer(trial_config(config))
-        with torch.no_grad():
-            trainer.model.fc.weight.fill_(float("nan"))
-        trainer.run_epoch()  # raises TrainingDiverged
+        train_epoch = Trainer.train_epoch
+
+        def poisoned(self: Trainer) -> dict:
+            with torch.no_grad():
+                self.model.fc.weight.fill_(float("nan"))
+            return train_epoch(self)
+
+        Trainer.train_epoch = poisoned  # this trial's own worker process only
     train_wrn(config)
 
 
@@ -79,7 +83,7 @@ def _events(run_dir: Path) -> list[dict]:
 
 
 def test_search_records_every_trial_and_survives_a_diverging_one(tmp_path: Path, local_ray) -> None:
-    spec = ExperimentSpec.from_dict(tiny_spec(tmp_path))
+    spec = ExperimentSpec.from_dict(tiny_spec(tmp_path, resources={"max_failures": 2}))
     outcome = run_search(spec, trainable=nan_for_wide_two_step)
     run_dir = tmp_path / "tiny"
     assert outcome.state == "finished" and outcome.trials == 4 and outcome.errored == 1
@@ -100,6 +104,7 @@ def test_search_records_every_trial_and_survives_a_diverging_one(tmp_path: Path,
     errors = [e for e in _events(run_dir) if e["event"] == "error"]
     assert len(errors) == 1 and "TrainingDiverged" in errors[0]["error"]
     assert "training loss became nan" in errors[0]["error"]
+    assert "not retried" in errors[0]["error"]  # the retry stopped at once
     assert len([e for e in _events(run_dir) if e["event"] == "complete"]) == 3
     # every finished trial has a checkpoint with the last state and the best weights
     for name in finished:

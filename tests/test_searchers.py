@@ -68,17 +68,19 @@ def test_each_sampler_suggests_values_inside_the_space(kind: str) -> None:
 
 
 def test_gpu_and_cpu_requests_beyond_the_cluster_fail_at_once() -> None:
-    cpu_only = {"CPU": 2.0}
+    cpu_only = [{"CPU": 2.0}, {"CPU": 1.0}]
     check_resources(1, 0, cpu_only)
     check_resources(1, "auto", cpu_only)
     with pytest.raises(ConfigError,
-                       match=r"^resources.gpus_per_trial: 1 is not allowed; the Ray cluster has 0 GPUs"):
+                       match=r"^resources.gpus_per_trial: 1 is not allowed; the largest Ray node has 0 GPUs"):
         check_resources(1, 1, cpu_only)
     with pytest.raises(ConfigError, match=r"^resources.gpus_per_trial: 0.25"):
         check_resources(1, 0.25, cpu_only)
     with pytest.raises(ConfigError,
-                       match=r"^resources.cpus_per_trial: 4 is not allowed; the Ray cluster has 2 CPUs"):
-        check_resources(4, 0, cpu_only)
+                       match=r"^resources.cpus_per_trial: 3 is not allowed; the largest Ray node has 2 CPUs"):
+        check_resources(3, 0, cpu_only)  # 3 CPUs in total, but no node holds 3
+    with pytest.raises(ConfigError, match=r"^storage.optuna_url: 'foo://bar' is not allowed"):
+        build_searcher(ExperimentSpec.from_dict({**VALID, "storage": {"optuna_url": "foo://bar"}}))
 
 
 def test_auto_gpu_shares_grow_with_the_model_and_stay_in_eighths() -> None:

@@ -162,6 +162,9 @@ class TrainingConfig:
     def __post_init__(self) -> None:
         _choice("training.method", self.method, METHODS)
         _choice("training.norm", self.norm, NORMS)
+        if self.norm == "l2" and self.method not in ("pgd", "clean"):
+            raise fail("training.norm", self.norm, f"{self.method} is an L-inf method; use "
+                       "linf, or method pgd for L2 training")
         if self.norm == "linf":
             _set(self, "eps", parse_epsilon(self.eps, "training.eps"))
         else:
@@ -229,10 +232,6 @@ class EvalConfig:
         _int("threat_model.batch_size", self.batch_size, 1, 65_536)
         if self.max_examples is not None:
             _int("threat_model.max_examples", self.max_examples, 10)
-
-    @property
-    def step_size(self) -> float:
-        return 2.5 * self.epsilons[0] / self.steps
 
 
 @dataclass(frozen=True)

@@ -199,17 +199,20 @@ class Trainer:
 
     # --------------------------------------------------------------- evaluation
     def evaluate(self) -> dict[str, float]:
-        """Clean and PGD robust accuracy on the validation split at every eval epsilon."""
+        """Clean and PGD robust accuracy on the validation split at every eval epsilon.
+
+        In float32 even on GPU: bf16 input gradients would weaken the attack, and the
+        reported numbers must not depend on the training precision.
+        """
         tm = self.cfg.threat_model
         start = time.perf_counter()
-        with self._autocast():
-            clean = (predict(self.net, self.val_x, tm.batch_size) == self.val_y).float().mean()
-            row: dict[str, float] = {M.VAL_CLEAN_ACC: clean.item()}
-            for eps in tm.epsilons:
-                attack = _pgd_class(tm.norm)(self.net, eps, steps=tm.steps,
-                                            restarts=tm.restarts, generator=self.generator)
-                ok = robust_correct(self.net, attack, self.val_x, self.val_y, tm.batch_size)
-                row[M.robust_acc_key(eps)] = ok.float().mean().item()
+        clean = (predict(self.net, self.val_x, tm.batch_size) == self.val_y).float().mean()
+        row: dict[str, float] = {M.VAL_CLEAN_ACC: clean.item()}
+        for eps in tm.epsilons:
+            attack = _pgd_class(tm.norm)(self.net, eps, steps=tm.steps,
+                                        restarts=tm.restarts, generator=self.generator)
+            ok = robust_correct(self.net, attack, self.val_x, self.val_y, tm.batch_size)
+            row[M.robust_acc_key(eps)] = ok.float().mean().item()
         row[M.VAL_ROBUST_ACC] = row[M.robust_acc_key(tm.epsilons[0])]
         row[M.EVAL_TIME_S] = time.perf_counter() - start
         return row

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from trainables import metrics as M
-from trainables.checkpoint import STATE_FILE, restore_checkpoint, save_checkpoint
+from trainables.checkpoint import STATE_FILE, load_file, restore_checkpoint, save_checkpoint
 from trainables.config import ConfigError, TrialConfig
 from trainables.engine import Trainer
 
@@ -23,6 +23,31 @@ METRICS_JSONL = "metrics.jsonl"
 METRICS_CSV = "metrics.csv"
 CONFIG_JSON = "config.json"
 TENSORBOARD_DIR = "tensorboard"
+
+
+# What may differ when resuming: where and how fast it runs, never what it computes.
+_RUNTIME_FIELDS = ("device", "threads", "compile")
+
+
+def _flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in d.items():
+        name = f"{prefix}{key}"
+        out.update(_flat(value, name + ".") if isinstance(value, dict) else {name: value})
+    return out
+
+
+def _check_same_run(cfg: TrialConfig, checkpoint_dir: Path) -> None:
+    """A resumed run must be the same run: other data, seeds or schedule would silently mix
+    runs (a changed seed even moves validation images into training)."""
+    saved = _flat(load_file(checkpoint_dir / STATE_FILE)["config"])
+    asked = _flat(cfg.to_dict())
+    for name, value in asked.items():
+        if name not in _RUNTIME_FIELDS and saved.get(name) != value:
+            raise ConfigError(
+                f"--resume: {name} = {value!r} is not allowed; the saved run has "
+                f"{saved.get(name)!r} (resume continues the same run: only --device, --threads "
+                f"and --compile may change)")
 
 
 class TrainRun:
@@ -36,6 +61,10 @@ class TrainRun:
                               "continue it, or choose another --out")
         if resume and not has_state:
             raise ConfigError(f"--resume: {str(self.out)!r} holds no checkpoint to resume from")
+        if self.out.exists() and not self.out.is_dir():
+            raise ConfigError(f"--out: {str(self.out)!r} is a file, not a folder")
+        if resume:
+            _check_same_run(cfg, self.out / CHECKPOINT_DIR)
         self.trainer = Trainer(cfg)
         if resume:
             restore_checkpoint(self.trainer, self.out / CHECKPOINT_DIR)
@@ -68,8 +97,8 @@ class TrainRun:
                 row = self.trainer.run_epoch()
                 if bar is not None:
                     bar.close()
+                self._write(row, writer)  # metrics first: resume trims rows past the checkpoint
                 save_checkpoint(self.trainer, self.out / CHECKPOINT_DIR)
-                self._write(row, writer)
                 self.last = row
                 yield row
         finally:

@@ -20,7 +20,9 @@ from ray import tune
 from trainables import metrics as M
 from trainables.checkpoint import restore_checkpoint, save_checkpoint
 from trainables.config import TrialConfig
-from trainables.engine import Trainer
+from trainables.engine import Trainer, TrainingDiverged
+
+DIVERGED_MARKER = "diverged.txt"
 
 log = logging.getLogger(__name__)
 
@@ -62,10 +64,26 @@ def _limit_resources() -> float:
 
 
 def train_wrn(config: dict[str, Any]) -> None:
-    """Train one WRN adversarially; report metrics and a checkpoint after every epoch."""
+    """Train one WRN adversarially; report metrics and a checkpoint after every epoch.
+
+    A diverged trial errors (and says why). Ray would retry it from its last checkpoint,
+    where, with its random state restored, it would diverge again: a marker in the trial
+    folder makes such a retry fail at once instead of repeating the work.
+    """
+    marker = Path(tune.get_context().get_trial_dir()) / DIVERGED_MARKER
+    if marker.exists():
+        raise TrainingDiverged(f"{marker.read_text()} (not retried: it would diverge again)")
     gpu_share = _limit_resources()
     cfg = trial_config(config)
-    trainer = Trainer(cfg)
+    try:
+        _train(Trainer(cfg), gpu_share)
+    except TrainingDiverged as exc:
+        marker.parent.mkdir(parents=True, exist_ok=True)
+        marker.write_text(str(exc))
+        raise
+
+
+def _train(trainer: Trainer, gpu_share: float) -> None:
     checkpoint = tune.get_checkpoint()
     if checkpoint is not None:
         with checkpoint.as_directory() as directory:
