@@ -41,10 +41,10 @@ MFU = (useful FLOPs per image) * (images/s) / peak. The same useful-work count i
 for both sides (the baseline's extra weight gradients during the attack are waste, not
 work), against the GPU's dense bf16 peak (`--peak-tflops`, 989 for an H100 SXM).
 
-Usage (CPU, small):
+Usage (CPU, small; docs/benchmarks.md has the GPU commands):
 
     python benchmarks/train_throughput.py --depth 16 --width 2 --batch-size 64 \
-        --batches 4 --reps 3 --threads 2 --device cpu
+        --batches 3 --reps 5 --threads 1 --device cpu
 """
 
 from __future__ import annotations
@@ -217,25 +217,20 @@ def build_trainer(data: DatasetSplits, method: Method, args: argparse.Namespace,
     return Trainer(cfg, data=data)
 
 
-@contextlib.contextmanager
-def _swapped_loader(trainer: Trainer, loader: BatchLoader) -> Iterator[None]:
-    """Run the trainer's epoch over a short warm-up loader, then put the real one back."""
-    real = trainer.train_loader
-    trainer.train_loader = loader
-    try:
-        yield
-    finally:
-        trainer.train_loader = real
-
-
 def warm_up_engine(trainer: Trainer, batches: int) -> None:
+    """One `train_epoch()` over a short loader of the first `batches` batches, discarded.
+
+    The real loader goes back afterwards, so the timed epochs stay exactly `--batches` long.
+    """
     real = trainer.train_loader
     n = batches * real.batch_size
-    split = Split(x=real.x[:n], y=real.y[:n])
-    warm = BatchLoader(split, real.batch_size, device=trainer.device, shuffle=True,
-                       augment=True, drop_last=True, generator=trainer.generator)
-    with _swapped_loader(trainer, warm):
+    trainer.train_loader = BatchLoader(Split(x=real.x[:n], y=real.y[:n]), real.batch_size,
+                                       device=trainer.device, shuffle=True, augment=True,
+                                       drop_last=True, generator=trainer.generator)
+    try:
         trainer.train_epoch()
+    finally:
+        trainer.train_loader = real
 
 
 # --------------------------------------------------------------------------- timing
@@ -293,7 +288,8 @@ class MethodResult:
         return [e / b for e, b in zip(self.engine_images_per_s, self.baseline_images_per_s,
                                       strict=True)]
 
-    def summary(self, forward_flops: float, peak_tflops: float) -> dict[str, Any]:
+    def summary(self, forward_flops: float, peak_tflops: float | None) -> dict[str, Any]:
+        """Medians, ratios and achieved TFLOP/s; MFU only against a GPU peak (None on CPU)."""
         per_image = training_flops_per_image(forward_flops, self.attack_steps)
         out = asdict(self)
         out.update(engine_median=self.engine_median, baseline_median=self.baseline_median,
@@ -301,7 +297,7 @@ class MethodResult:
                    train_flops_per_image=per_image)
         for side, value in (("engine", self.engine_median), ("baseline", self.baseline_median)):
             out[f"{side}_tflops"] = per_image * value / 1e12
-            out[f"{side}_mfu"] = per_image * value / (peak_tflops * 1e12)
+            out[f"{side}_mfu"] = None if peak_tflops is None else out[f"{side}_tflops"] / peak_tflops
         return out
 
 
@@ -410,6 +406,13 @@ def _positive(text: str) -> int:
     return value
 
 
+def _non_negative(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 0, but got {value}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
@@ -423,7 +426,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--warmup", type=_positive, default=2, help="discarded batches per side")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     p.add_argument("--threads", type=_positive, default=None, help="torch intra-op threads")
-    p.add_argument("--workers", type=int, default=0, help="baseline DataLoader workers")
+    p.add_argument("--workers", type=_non_negative, default=0, help="baseline DataLoader workers")
     p.add_argument("--data", choices=tuple(DATASETS), default="cifar10-sample")
     p.add_argument("--data-dir", default=None,
                    help="dataset location, e.g. the shared cifar10-jpeg.tar.gz")
@@ -460,7 +463,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     results = benchmark(data, methods, args, device)
     forward = forward_flops_per_image(args.depth, args.width, DATASETS[args.data],
                                       args.batch_size, device)
-    rows = [r.summary(forward, args.peak_tflops) for r in results]
+    peak = args.peak_tflops if device.type == "cuda" else None
+    rows = [r.summary(forward, peak) for r in results]
     facts["load_average_end"] = list(os.getloadavg())
     print(format_table(rows, device.type == "cuda"))
     print(f"forward GFLOPs/image {forward / 1e9:.3f}; load average "

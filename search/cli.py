@@ -254,28 +254,28 @@ def _cmd_run(a: argparse.Namespace) -> int:
         return 0
     if not a.address:
         load_dataset(spec.data)  # decode and cache once, and fail before Ray if data is missing
+    return _searching(lambda printer: run_search(
+        spec, address=a.address, spec_text=Path(a.spec).read_text("utf-8"), printer=printer),
+        a.no_report)
+
+
+def _searching(search: Any, no_report: bool) -> int:
+    """Run a search with the live status line; then its closing lines and the report."""
     printer = _StatusPrinter()
     try:
-        outcome = run_search(spec, address=a.address, spec_text=Path(a.spec).read_text("utf-8"),
-                             printer=printer)
+        outcome = search(printer)
     finally:
         printer.close()
     _outcome_lines(outcome)
-    _report_after(outcome.run_dir, a.no_report)
+    _report_after(outcome.run_dir, no_report)
     return 0 if outcome.state != "interrupted" else EXIT_INTERRUPTED
 
 
 def _cmd_resume(a: argparse.Namespace) -> int:
     from search.tuner import resume_search
 
-    printer = _StatusPrinter()
-    try:
-        outcome = resume_search(a.run_dir, address=a.address, printer=printer)
-    finally:
-        printer.close()
-    _outcome_lines(outcome)
-    _report_after(outcome.run_dir, a.no_report)
-    return 0 if outcome.state != "interrupted" else EXIT_INTERRUPTED
+    return _searching(lambda printer: resume_search(a.run_dir, address=a.address, printer=printer),
+                      a.no_report)
 
 
 def _cmd_status(a: argparse.Namespace) -> int:

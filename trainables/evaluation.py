@@ -1,0 +1,740 @@
+"""Strong evaluation of one model on held-out images: attack suite, per-example minimum, checks.
+
+PGD-k on a validation split is a good search signal and a weak final claim: published PGD
+figures often drop several points under AutoAttack, and a model with masked gradients can
+look robust to every gradient attack while being broken. This module attacks a model with
+a suite of attacks and runs the automated sanity checks of Carlini et al. 2019 ("On
+Evaluating Adversarial Robustness"), returning plain results; `search.evaluate` loads the
+checkpoints and the test split, and stores what comes back.
+
+- Attacks (the model in eval mode, parameters frozen, inputs in [0, 1]): FGSM (one step;
+  the single-step baseline of the checks), the search's own PGD-k (the like-for-like
+  figure on this split), a strong PGD (many steps, restarts), and AutoAttack (APGD-CE,
+  APGD-T, FAB-T, Square: the official code of Croce & Hein 2020 from the `pyautoattack`
+  package, with the settings of its "standard" version; see `_autoattack_attacks`).
+- Robust accuracy is the per-example minimum over every attack run at that epsilon: an
+  example counts as robust only if no attack found an adversarial input for it.
+- Only clean-correct examples are attacked; every adversarial input is re-checked to lie
+  in the eps-ball and in [0, 1] before it counts.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.metadata
+import logging
+import math
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from trainables import metrics
+from trainables.attacks import FGSM, L2PGD, PGD, attack_mode, predict
+from trainables.config import NORMS, ConfigError, fail
+
+logger = logging.getLogger(__name__)
+
+ATTACKS = ("pgd", "autoattack", "fgsm")  # what a user may ask for (--attacks)
+AUTOATTACK_COMPONENTS = ("apgd-ce", "apgd-t", "fab-t", "square")  # the standard version, in order
+LINF_CURVE = tuple(k / 255 for k in (0, 1, 2, 4, 8, 16, 32, 64, 128))  # 128/255 > 0.5: chance
+L2_CURVE_FACTORS = (0.0, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0)  # times the first eval eps
+
+# Keys of one attack's result inside an epsilon's results (and in the stored JSON).
+FGSM_KEY = "fgsm"
+SEARCH_PGD_KEY = "search_pgd"
+PGD_KEY = "pgd"
+PGD_2STEPS_KEY = "pgd_2x_steps"
+PGD_2RESTARTS_KEY = "pgd_2x_restarts"
+AUTOATTACK_KEY = "autoattack"
+
+# Headline numbers, merged into the trials table by analysis.load (prefix "test_").
+TEST_CLEAN_ACC = "test_clean_acc"
+TEST_N = "test_n"
+TEST_CHECKS_PASSED = "test_checks_passed"
+TEST_MASKING_SUSPECTED = "test_gradient_masking_suspected"
+_TEST_ROBUST = "test_robust_acc_eps_"  # strong: per-example minimum over all attacks
+_TEST_ATTACK = "test_{}_acc_eps_"  # one attack alone
+
+
+def test_robust_key(eps: float) -> str:
+    """The test-split strong robust accuracy at one epsilon (minimum over all attacks)."""
+    return f"{_TEST_ROBUST}{metrics.eps_key(eps)}"
+
+
+def test_attack_key(attack: str, eps: float) -> str:
+    """The test-split robust accuracy under one attack alone (e.g. 'pgd', 'search_pgd')."""
+    return f"{_TEST_ATTACK.format(attack)}{metrics.eps_key(eps)}"
+
+
+# ------------------------------------------------------------------------- configuration
+
+
+@dataclass(frozen=True)
+class SuiteConfig:
+    """What to run. Defaults are the papers' (AutoAttack standard; PGD 50 steps x 5 restarts).
+
+    Args:
+        norm, epsilons: the run's threat model; the first epsilon is the search objective
+            (the convergence check and the adversarial examples kept for transfer use it).
+        attacks: strong attacks to run, from ATTACKS. FGSM and the search's PGD-k always
+            run: the checks need them, and they are cheap.
+        search_steps, search_restarts: the search's validation attack, re-run on this split.
+        pgd_steps, pgd_restarts: the strong PGD (step 2.5 * eps / steps, Madry et al.).
+        aa_iters, aa_queries, aa_targets: AutoAttack budgets (standard: 100 iterations,
+            5000 Square queries, 9 target classes); anything else is labelled "reduced".
+        curve_epsilons: epsilons of the accuracy-vs-epsilon curve; None: 0..128/255
+            doubling for L-inf, 0..32x the first epsilon for L2 (the eval epsilons added).
+        curve_steps: PGD steps of the curve attack (one restart).
+        convergence_check: also run the strong PGD with twice the steps and twice the
+            restarts at the first epsilon (Carlini et al.: the attack has converged).
+        gap_threshold: a test PGD-k figure more than this above the strong figure
+            (accuracy fraction) is flagged as suspected gradient masking.
+        batch_size: examples per attack batch.
+        seed: seeds every random start (each attack forks the global RNG).
+    """
+
+    norm: str = "linf"
+    epsilons: tuple[float, ...] = (8 / 255,)
+    attacks: tuple[str, ...] = ("pgd", "autoattack")
+    search_steps: int = 10
+    search_restarts: int = 1
+    pgd_steps: int = 50
+    pgd_restarts: int = 5
+    aa_iters: int = 100
+    aa_queries: int = 5000
+    aa_targets: int = 9
+    curve_epsilons: tuple[float, ...] | None = None
+    curve_steps: int = 20
+    convergence_check: bool = True
+    gap_threshold: float = 0.10
+    batch_size: int = 256
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.norm not in NORMS:
+            raise fail("norm", self.norm, "allowed: " + ", ".join(NORMS))
+        object.__setattr__(self, "attacks", check_attacks(self.attacks))
+        eps = tuple(float(e) for e in self.epsilons)
+        if not eps or any(not math.isfinite(e) or e <= 0 for e in eps):
+            raise fail("epsilons", list(self.epsilons), "must be a non-empty list of numbers > 0")
+        object.__setattr__(self, "epsilons", eps)
+        for name in ("search_steps", "search_restarts", "pgd_steps", "pgd_restarts", "aa_iters",
+                     "aa_queries", "aa_targets", "curve_steps", "batch_size"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise fail(name, value, "must be an integer >= 1")
+        if not 0 <= self.gap_threshold <= 1:
+            raise fail("gap_threshold", self.gap_threshold, "must be in [0, 1]")
+        if self.curve_epsilons is not None:
+            object.__setattr__(self, "curve_epsilons", tuple(float(e) for e in self.curve_epsilons))
+
+    @property
+    def aa_standard(self) -> bool:
+        """True when AutoAttack runs with the official standard version's budgets."""
+        return (self.aa_iters, self.aa_queries, self.aa_targets) == (100, 5000, 9)
+
+    def curve(self) -> tuple[float, ...]:
+        if self.curve_epsilons is not None:
+            grid = self.curve_epsilons
+        elif self.norm == "linf":
+            grid = LINF_CURVE
+        else:
+            grid = tuple(f * self.epsilons[0] for f in L2_CURVE_FACTORS)
+        return tuple(sorted({0.0, *grid, *self.epsilons}))
+
+    def to_dict(self) -> dict[str, Any]:
+        out = dataclasses.asdict(self)
+        out["attacks"] = list(self.attacks)
+        out["epsilons"] = list(self.epsilons)
+        out["curve_epsilons"] = list(self.curve())
+        return out
+
+
+def check_attacks(attacks: Sequence[str]) -> tuple[str, ...]:
+    """Validated, de-duplicated attack names in the order given."""
+    if isinstance(attacks, str):
+        attacks = [attacks]
+    chosen = tuple(dict.fromkeys(attacks))
+    if not chosen:
+        raise fail("--attacks", "", "allowed: " + ", ".join(ATTACKS))
+    for name in chosen:
+        if name not in ATTACKS:
+            raise fail("--attacks", name, "allowed: " + ", ".join(ATTACKS))
+    return chosen
+
+
+def autoattack_version() -> str:
+    """The installed pyautoattack version (it is a dependency; '?' if metadata is missing)."""
+    try:
+        return importlib.metadata.version("pyautoattack")
+    except importlib.metadata.PackageNotFoundError:
+        return "?"
+
+
+def autoattack_description(cfg: SuiteConfig) -> str:
+    """One line saying exactly which AutoAttack ran: official code, which budget."""
+    code = f"official AutoAttack code (pyautoattack {autoattack_version()}, Croce & Hein 2020)"
+    if cfg.aa_standard:
+        return f"{code}, standard version: " + ", ".join(c.upper() for c in AUTOATTACK_COMPONENTS)
+    return (f"{code}, REDUCED budget ({cfg.aa_iters} iterations, {cfg.aa_targets} target "
+            f"classes, {cfg.aa_queries} Square queries; standard is 100/9/5000)")
+
+
+# ------------------------------------------------------------------------- results
+
+
+@dataclass(frozen=True)
+class AttackOutcome:
+    label: str  # e.g. "PGD-50x5"
+    acc: float  # robust accuracy under this attack alone
+    seconds: float
+
+
+@dataclass
+class EpsResult:
+    eps: float
+    attacks: dict[str, AttackOutcome]  # key (FGSM_KEY, ...) -> outcome
+    robust_acc: float  # per-example minimum over every attack above
+    autoattack_steps: dict[str, float] = field(default_factory=dict)  # after each component
+    square_gain: float | None = None  # robust accuracy Square removed after all else
+
+
+@dataclass(frozen=True)
+class Check:
+    """One automated check: passed is None when it could not run (and says why)."""
+
+    name: str
+    title: str
+    passed: bool | None
+    detail: str
+    masking: bool  # a failure here suggests gradient masking (else: an unreliable attack)
+    values: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclass
+class ModelEvaluation:
+    n: int
+    num_classes: int
+    clean_acc: float
+    per_eps: list[EpsResult]
+    curve: list[tuple[float, float]]
+    curve_attack: str
+    zero_grad_fraction: float
+    checks: list[Check]
+    x_adv: Tensor  # (n, ...) on CPU: per-example worst case at the first epsilon
+    robust: Tensor  # (n,) bool: robust at the first epsilon (per-example minimum)
+    seconds: float
+
+    @property
+    def checks_passed(self) -> bool:
+        return all(c.passed is not False for c in self.checks)
+
+    @property
+    def masking_suspected(self) -> bool:
+        return any(c.passed is False and c.masking for c in self.checks)
+
+    def headline(self) -> dict[str, Any]:
+        """Scalar test-split numbers under the "test_" keys the analysis loader merges."""
+        out: dict[str, Any] = {TEST_N: self.n, TEST_CLEAN_ACC: self.clean_acc}
+        for r in self.per_eps:
+            out[test_robust_key(r.eps)] = r.robust_acc
+            for key, outcome in r.attacks.items():
+                out[test_attack_key(key, r.eps)] = outcome.acc
+        out[TEST_CHECKS_PASSED] = self.checks_passed
+        out[TEST_MASKING_SUSPECTED] = self.masking_suspected
+        return out
+
+    def details(self) -> dict[str, Any]:
+        """Everything else, JSON-ready: per-epsilon attacks, the curve, the checks."""
+        return {
+            "per_eps": {
+                metrics.eps_key(r.eps): {
+                    "eps": r.eps, "label": metrics.eps_label(r.eps), "robust_acc": r.robust_acc,
+                    "attacks": {k: dataclasses.asdict(o) for k, o in r.attacks.items()},
+                    "autoattack_steps": r.autoattack_steps, "square_gain": r.square_gain,
+                }
+                for r in self.per_eps
+            },
+            "curve": {"attack": self.curve_attack, "eps": [e for e, _ in self.curve],
+                      "acc": [a for _, a in self.curve]},
+            "zero_grad_fraction": self.zero_grad_fraction,
+            "checks": [c.to_dict() for c in self.checks],
+            "checks_passed": self.checks_passed,
+            "gradient_masking_suspected": self.masking_suspected,
+            "seconds": self.seconds,
+        }
+
+
+# ------------------------------------------------------------------------- attacks
+
+Perturb = Callable[[Tensor, Tensor], Tensor]
+
+
+def _pgd(model: nn.Module, norm: str, eps: float, steps: int, restarts: int,
+         generator: torch.Generator) -> PGD:
+    cls = L2PGD if norm == "l2" else PGD
+    return cls(model, eps, steps=steps, restarts=restarts, generator=generator)
+
+
+def _single_step(model: nn.Module, norm: str, eps: float) -> PGD:
+    """FGSM (L-inf), or the fast gradient method (one L2-normalised step of size eps)."""
+    if norm == "l2":
+        return L2PGD(model, eps, steps=1, alpha=eps, random_start=False)
+    return FGSM(model, eps)
+
+
+def _inside(x: Tensor, x_adv: Tensor, eps: float, norm: str) -> Tensor:
+    """Which rows of x_adv lie in the eps-ball around x and in [0, 1] (float slack only)."""
+    delta = (x_adv - x).flatten(1)
+    size = delta.abs().amax(dim=1) if norm == "linf" else delta.norm(dim=1)
+    in_box = (x_adv.flatten(1).amin(dim=1) >= -1e-6) & (x_adv.flatten(1).amax(dim=1) <= 1 + 1e-6)
+    return (size <= eps * (1 + 1e-5) + 1e-7) & in_box
+
+
+def _adversarial(model: nn.Module, perturb: Perturb, x: Tensor, y: Tensor, todo: Tensor,
+                 eps: float, norm: str, batch_size: int) -> Tensor:
+    """x with the rows in `todo` (bool) replaced by `perturb`'s output, where that is valid.
+
+    An output outside the threat model never counts: its row keeps the clean input.
+    """
+    x_adv = x.clone()
+    idx = todo.nonzero().squeeze(1)
+    for chunk in idx.split(batch_size):
+        adv = perturb(x[chunk], y[chunk]).detach().to(x.dtype)
+        ok = _inside(x[chunk], adv, eps, norm)
+        if not bool(ok.all()):
+            logger.warning("%d adversarial inputs left the eps-ball or [0, 1]; ignored",
+                           int((~ok).sum()))
+        x_adv[chunk[ok]] = adv[ok]
+    return x_adv
+
+
+def _correct(model: nn.Module, x: Tensor, y: Tensor, batch_size: int) -> Tensor:
+    return predict(model, x, batch_size) == y
+
+
+def _aa_norm(norm: str) -> str:
+    return {"linf": "Linf", "l2": "L2"}[norm]
+
+
+def _autoattack_attacks(model: nn.Module, eps: float, cfg: SuiteConfig, num_classes: int,
+                        device: torch.device) -> dict[str, Perturb]:
+    """The four attacks of AutoAttack's standard version, configured by the official class.
+
+    `AutoAttack(version="standard")` sets every hyperparameter; the components are then
+    run here the way its `run_standard_evaluation` runs them (in order, each only on the
+    points still robust, targeted FAB with one restart), so that each component's effect
+    is recorded and its adversarial inputs can join the per-example minimum. A reduced
+    budget rebuilds the APGD objects, whose checkpoint schedule depends on n_iter.
+    """
+    from pyautoattack import AutoAttack
+    from pyautoattack.autopgd_base import APGDAttack, APGDAttack_targeted
+
+    norm = _aa_norm(cfg.norm)
+    aa = AutoAttack(model, norm=norm, eps=eps, version="standard", seed=cfg.seed, device=device)
+    targets = min(cfg.aa_targets, num_classes - 1)
+    if not cfg.aa_standard or targets != 9:
+        aa.apgd = APGDAttack(model, n_restarts=1, n_iter=cfg.aa_iters, eps=eps, norm=norm,
+                             eot_iter=1, rho=0.75, seed=cfg.seed, device=device,
+                             logger=aa.logger)
+        aa.apgd_targeted = APGDAttack_targeted(
+            model, n_restarts=1, n_iter=cfg.aa_iters, eps=eps, norm=norm, eot_iter=1,
+            rho=0.75, seed=cfg.seed, device=device, n_target_classes=targets, logger=aa.logger)
+        aa.fab.n_iter = cfg.aa_iters
+        aa.fab.n_target_classes = targets
+        aa.square.n_queries = cfg.aa_queries
+    aa.apgd.loss = "ce"
+    aa.fab.targeted = True  # run_standard_evaluation's "fab-t"
+    aa.fab.n_restarts = 1
+    return {"apgd-ce": aa.apgd.perturb, "apgd-t": aa.apgd_targeted.perturb,
+            "fab-t": aa.fab.perturb, "square": aa.square.perturb}
+
+
+def _run_autoattack(model: nn.Module, x: Tensor, y: Tensor, correct: Tensor, eps: float,
+                    cfg: SuiteConfig, num_classes: int) -> tuple[Tensor, dict[str, float], float]:
+    """AutoAttack's adversarial inputs, robust accuracy after each component, Square's gain."""
+    attacks = _autoattack_attacks(model, eps, cfg, num_classes, x.device)
+    x_adv = x.clone()
+    robust = correct.clone()
+    after: dict[str, float] = {}
+    for name in AUTOATTACK_COMPONENTS:
+        candidate = _adversarial(model, attacks[name], x, y, robust, eps, cfg.norm, cfg.batch_size)
+        fooled = robust & ~_correct(model, candidate, y, cfg.batch_size)
+        x_adv[fooled] = candidate[fooled]
+        robust &= ~fooled
+        after[name] = robust.float().mean().item()
+    before_square = after[AUTOATTACK_COMPONENTS[-2]]
+    return x_adv, after, before_square - after["square"]
+
+
+@dataclass
+class _Plan:
+    key: str
+    label: str
+    run: Callable[[], Tensor]  # -> x_adv for every example
+
+
+def _plans(model: nn.Module, x: Tensor, y: Tensor, correct: Tensor, eps: float, first: bool,
+           cfg: SuiteConfig, num_classes: int, gen: torch.Generator,
+           aa_out: dict[str, Any]) -> list[_Plan]:
+    norm, bs = cfg.norm, cfg.batch_size
+
+    def gradient(attack: PGD) -> Callable[[], Tensor]:
+        return lambda: _adversarial(model, attack.perturb, x, y, correct, eps, norm, bs)
+
+    def autoattack() -> Tensor:
+        x_adv, after, gain = _run_autoattack(model, x, y, correct, eps, cfg, num_classes)
+        aa_out.update(steps=after, square_gain=gain)
+        return x_adv
+
+    search = _pgd(model, norm, eps, cfg.search_steps, cfg.search_restarts, gen)
+    plans = [_Plan(FGSM_KEY, "FGM" if norm == "l2" else "FGSM",
+                   gradient(_single_step(model, norm, eps))),
+             _Plan(SEARCH_PGD_KEY, _pgd_label(cfg.search_steps, cfg.search_restarts),
+                   gradient(search))]
+    if "pgd" in cfg.attacks:
+        plans.append(_Plan(PGD_KEY, _pgd_label(cfg.pgd_steps, cfg.pgd_restarts),
+                           gradient(_pgd(model, norm, eps, cfg.pgd_steps, cfg.pgd_restarts, gen))))
+    if first and cfg.convergence_check:
+        steps, restarts = _base_pgd(cfg)
+        plans += [
+            _Plan(PGD_2STEPS_KEY, _pgd_label(2 * steps, restarts),
+                  gradient(_pgd(model, norm, eps, 2 * steps, restarts, gen))),
+            _Plan(PGD_2RESTARTS_KEY, _pgd_label(steps, 2 * restarts),
+                  gradient(_pgd(model, norm, eps, steps, 2 * restarts, gen))),
+        ]
+    if "autoattack" in cfg.attacks:
+        label = "AutoAttack" if cfg.aa_standard else "AutoAttack (reduced)"
+        plans.append(_Plan(AUTOATTACK_KEY, label, autoattack))
+    return plans
+
+
+def _pgd_label(steps: int, restarts: int) -> str:
+    return f"PGD-{steps}" + (f"x{restarts}" if restarts > 1 else "")
+
+
+def _base_pgd(cfg: SuiteConfig) -> tuple[int, int]:
+    """The PGD whose convergence is checked: the strong one, else the search's."""
+    if "pgd" in cfg.attacks:
+        return cfg.pgd_steps, cfg.pgd_restarts
+    return cfg.search_steps, cfg.search_restarts
+
+
+def _attack_eps(model: nn.Module, x: Tensor, y: Tensor, correct: Tensor, eps: float,
+                first: bool, cfg: SuiteConfig, num_classes: int,
+                say: Callable[[str], None]) -> tuple[EpsResult, Tensor, Tensor]:
+    """Every attack at one epsilon: outcomes, the worst-case inputs and the robust flags."""
+    gen = torch.Generator(device=x.device).manual_seed(cfg.seed)
+    aa_out: dict[str, Any] = {}
+    worst = x.clone()
+    fooled_any = torch.zeros_like(correct)
+    outcomes: dict[str, AttackOutcome] = {}
+    for plan in _plans(model, x, y, correct, eps, first, cfg, num_classes, gen, aa_out):
+        start = time.perf_counter()
+        with torch.random.fork_rng(devices=[x.device] if x.device.type == "cuda" else []):
+            torch.manual_seed(cfg.seed)
+            x_adv = plan.run()
+        ok = correct & _correct(model, x_adv, y, cfg.batch_size)
+        new = correct & ~ok & ~fooled_any  # keep the first adversarial input found
+        worst[new] = x_adv[new]
+        fooled_any |= correct & ~ok
+        outcomes[plan.key] = AttackOutcome(plan.label, ok.float().mean().item(),
+                                           time.perf_counter() - start)
+        say(f"{metrics.eps_label(eps)}: {plan.label} {100 * outcomes[plan.key].acc:.1f}% "
+            f"({outcomes[plan.key].seconds:.0f}s)")
+    robust = _correct(model, worst, y, cfg.batch_size)  # the worst case, re-checked as a whole
+    if bool((robust & fooled_any).any()):
+        logger.warning("%d worst-case inputs no longer fool the model when re-evaluated "
+                       "(numerical ties); they count as robust", int((robust & fooled_any).sum()))
+    result = EpsResult(eps, outcomes, robust.float().mean().item(),
+                       aa_out.get("steps", {}), aa_out.get("square_gain"))
+    return result, worst, robust
+
+
+def accuracy_curve(model: nn.Module, x: Tensor, y: Tensor, cfg: SuiteConfig) -> list[tuple[float, float]]:
+    """(eps, robust accuracy under PGD-curve_steps) for every curve epsilon, each alone."""
+    gen = torch.Generator(device=x.device).manual_seed(cfg.seed)
+    correct = _correct(model, x, y, cfg.batch_size)
+    points = []
+    for eps in cfg.curve():
+        if eps == 0:
+            points.append((0.0, correct.float().mean().item()))
+            continue
+        attack = _pgd(model, cfg.norm, eps, cfg.curve_steps, 1, gen)
+        x_adv = _adversarial(model, attack.perturb, x, y, correct, eps, cfg.norm, cfg.batch_size)
+        points.append((eps, (correct & _correct(model, x_adv, y, cfg.batch_size)).float().mean().item()))
+    return points
+
+
+def zero_gradient_fraction(model: nn.Module, x: Tensor, y: Tensor, batch_size: int) -> float:
+    """Fraction of examples whose margin loss has an exactly zero input gradient.
+
+    The margin (true logit minus the best other) never saturates the way cross-entropy
+    does at confident points, so a zero gradient means the gradient path is cut: a
+    non-differentiable layer, i.e. gradient masking (AutoAttack warns on the same).
+    """
+    if x.shape[0] == 0:
+        return 0.0
+    zero = 0
+    with attack_mode(model), torch.enable_grad():
+        for start in range(0, x.shape[0], batch_size):
+            xb = x[start:start + batch_size].clone().requires_grad_(True)
+            yb = y[start:start + batch_size]
+            logits = model(xb).float()
+            true = logits.gather(1, yb[:, None]).squeeze(1)
+            other = logits.masked_fill(F.one_hot(yb, logits.shape[1]).bool(), -torch.inf)
+            (grad,) = torch.autograd.grad((true - other.amax(dim=1)).sum(), xb)
+            zero += int((grad.flatten(1).abs().sum(dim=1) == 0).sum())
+    return zero / x.shape[0]
+
+
+# ------------------------------------------------------------------------- checks
+
+
+def noise(n: int, p: float) -> float:
+    """Tolerance for comparing two accuracies on n examples: two standard errors + one example."""
+    p = min(max(p, 0.0), 1.0)
+    return 2 * math.sqrt(p * (1 - p) / max(n, 1)) + 1 / max(n, 1)
+
+
+def _pct(value: float) -> str:
+    return f"{100 * value:.1f}%"
+
+
+def _check_chance(ev: ModelEvaluation) -> Check:
+    eps, acc = ev.curve[-1]
+    chance = 1 / ev.num_classes
+    tol = noise(ev.n, chance)
+    return Check("chance_at_large_eps", "Accuracy falls to chance at a large epsilon",
+                 acc <= chance + tol,
+                 f"{ev.curve_attack} at eps {metrics.eps_label(eps)}: {_pct(acc)} (chance "
+                 f"{_pct(chance)}, tolerance {_pct(tol)})", masking=True,
+                 values={"eps": eps, "acc": acc, "chance": chance, "tolerance": tol})
+
+
+def _check_monotone(ev: ModelEvaluation) -> Check:
+    rises = [(e1, a0, a1) for (_, a0), (e1, a1) in zip(ev.curve, ev.curve[1:], strict=False)]
+    worst = max(rises, key=lambda r: r[2] - r[1], default=None)
+    rise = max(0.0, worst[2] - worst[1]) if worst else 0.0
+    tol = noise(ev.n, max((a for _, a in ev.curve), default=0.0))
+    where = f" (largest rise {_pct(rise)} at eps {metrics.eps_label(worst[0])})" if rise > 0 else ""
+    return Check("monotone_in_eps", "Accuracy is non-increasing in epsilon", rise <= tol,
+                 f"{ev.curve_attack} curve over {len(ev.curve)} epsilons{where}; tolerance "
+                 f"{_pct(tol)}", masking=False, values={"largest_rise": rise, "tolerance": tol})
+
+
+def _check_single_step(ev: ModelEvaluation) -> Check:
+    worst_gap, parts = 0.0, []
+    for r in ev.per_eps:
+        single = r.attacks[FGSM_KEY].acc
+        iterative = min(o.acc for k, o in r.attacks.items() if k != FGSM_KEY)
+        parts.append(f"{metrics.eps_label(r.eps)}: single-step {_pct(single)}, "
+                     f"iterative {_pct(iterative)}")
+        tol = noise(ev.n, max(single, iterative))
+        worst_gap = max(worst_gap, iterative - single - tol)
+    return Check("iterative_beats_single_step", "Iterative attacks beat single-step ones",
+                 worst_gap <= 0, "; ".join(parts), masking=True,
+                 values={"excess_over_tolerance": worst_gap})
+
+
+def _check_converged(ev: ModelEvaluation) -> Check:
+    first = ev.per_eps[0]
+    base_key = PGD_KEY if PGD_KEY in first.attacks else SEARCH_PGD_KEY
+    if PGD_2STEPS_KEY not in first.attacks:
+        return Check("converged", "Doubling steps or restarts changes nothing beyond noise",
+                     None, "not run (convergence_check off)", masking=False)
+    base = first.attacks[base_key]
+    parts, ok, values = [], True, {"base": base.acc}
+    for key in (PGD_2STEPS_KEY, PGD_2RESTARTS_KEY):
+        other = first.attacks[key]
+        tol = noise(ev.n, max(base.acc, other.acc))
+        ok &= abs(other.acc - base.acc) <= tol
+        values[key] = other.acc
+        parts.append(f"{other.label} {_pct(other.acc)}")
+    return Check("converged", "Doubling steps or restarts changes nothing beyond noise", ok,
+                 f"at {metrics.eps_label(first.eps)}: {base.label} {_pct(base.acc)} vs "
+                 + ", ".join(parts) + f" (tolerance {_pct(noise(ev.n, base.acc))})",
+                 masking=False, values=values)
+
+
+def _check_gap(ev: ModelEvaluation, threshold: float) -> Check:
+    gaps = [(r.eps, r.attacks[SEARCH_PGD_KEY].acc - r.robust_acc) for r in ev.per_eps]
+    eps, gap = max(gaps, key=lambda g: g[1])
+    label = ev.per_eps[0].attacks[SEARCH_PGD_KEY].label
+    return Check("search_gap", "The search-time attack is close to the strong figure",
+                 gap <= threshold,
+                 f"largest gap {_pct(gap)} at {metrics.eps_label(eps)} between {label} and the "
+                 f"strong minimum on the same images (flagged above {_pct(threshold)})",
+                 masking=True, values={"gap": gap, "eps": eps, "threshold": threshold})
+
+
+def _check_square(ev: ModelEvaluation) -> Check:
+    gains = [(r.eps, r.square_gain) for r in ev.per_eps if r.square_gain is not None]
+    title = "A gradient-free attack finds nothing the gradient attacks missed"
+    if not gains:
+        return Check("gradient_free_agrees", title, None, "not run (needs autoattack)",
+                     masking=True)
+    eps, gain = max(gains, key=lambda g: g[1])
+    limit = max(0.002, 1 / ev.n)  # AutoAttack flags Square gains above 0.2%
+    return Check("gradient_free_agrees", title, gain <= limit,
+                 f"Square lowered robust accuracy by {_pct(gain)} after APGD-CE, APGD-T and "
+                 f"FAB-T at {metrics.eps_label(eps)} (flagged above {_pct(limit)})",
+                 masking=True, values={"gain": gain, "eps": eps, "limit": limit})
+
+
+def _check_gradients(ev: ModelEvaluation) -> Check:
+    frac = ev.zero_grad_fraction
+    return Check("nonzero_gradients", "Input gradients are non-zero", frac == 0,
+                 f"{_pct(frac)} of the examples have an exactly zero input gradient of the "
+                 "margin loss", masking=True, values={"zero_fraction": frac})
+
+
+def sanity_checks(ev: ModelEvaluation, cfg: SuiteConfig) -> list[Check]:
+    """Carlini et al. 2019's automated checks, plus AutoAttack's zero-gradient and Square ones."""
+    return [_check_chance(ev), _check_monotone(ev), _check_single_step(ev), _check_converged(ev),
+            _check_gap(ev, cfg.gap_threshold), _check_square(ev), _check_gradients(ev)]
+
+
+# ------------------------------------------------------------------------- entry points
+
+
+def evaluate_model(model: nn.Module, x: Tensor, y: Tensor, cfg: SuiteConfig, *,
+                   num_classes: int, progress: Callable[[str], None] | None = None) -> ModelEvaluation:
+    """Attack `model` on (x, y) at every epsilon of `cfg`; run the checks.
+
+    Args:
+        model: maps inputs in [0, 1] to logits; attacked in eval mode, parameters frozen.
+        x, y: float images in [0, 1] and labels, on the model's device.
+        cfg: the suite.
+        num_classes: for chance level and AutoAttack's target classes.
+        progress: called with one line per finished attack (default: logging).
+    """
+    if x.shape[0] == 0:
+        raise ValueError("evaluate_model needs at least one example")
+    say = progress or logger.info
+    start = time.perf_counter()
+    x, y = x.detach().float(), y.detach()
+    correct = _correct(model, x, y, cfg.batch_size)
+    per_eps, worst, robust = [], x, correct
+    for i, eps in enumerate(cfg.epsilons):
+        result, worst_i, robust_i = _attack_eps(model, x, y, correct, eps, i == 0, cfg,
+                                                num_classes, say)
+        per_eps.append(result)
+        if i == 0:
+            worst, robust = worst_i, robust_i
+    curve = accuracy_curve(model, x, y, cfg)
+    say("curve: " + ", ".join(f"{metrics.eps_label(e)} {100 * a:.0f}%" for e, a in curve))
+    ev = ModelEvaluation(
+        n=int(x.shape[0]), num_classes=num_classes, clean_acc=correct.float().mean().item(),
+        per_eps=per_eps, curve=curve, curve_attack=_pgd_label(cfg.curve_steps, 1),
+        zero_grad_fraction=zero_gradient_fraction(model, x[correct], y[correct], cfg.batch_size),
+        checks=[], x_adv=worst.cpu(), robust=robust.cpu(), seconds=0.0,
+    )
+    ev.checks = sanity_checks(ev, cfg)
+    ev.seconds = time.perf_counter() - start
+    return ev
+
+
+def transfer_matrix(models: Sequence[nn.Module], adversarial: Sequence[Tensor], y: Tensor,
+                    batch_size: int) -> list[list[float]]:
+    """m[i][j]: accuracy of model j on the adversarial inputs crafted on model i.
+
+    The diagonal is each model's own white-box robust accuracy (Szegedy et al. 2014's
+    cross-model table reads off the rest). Inputs and labels go to each model's device.
+    """
+    out = []
+    for x_adv in adversarial:
+        row = []
+        for model in models:
+            device = next(model.parameters()).device
+            ok = predict(model, x_adv.to(device), batch_size) == y.to(device)
+            row.append(ok.float().mean().item())
+        out.append(row)
+    return out
+
+
+# ------------------------------------------------------------------------- corruptions
+
+
+def _jpeg(x: Tensor, gen: torch.Generator) -> Tensor:
+    from torchvision.io import decode_jpeg, encode_jpeg
+
+    images = (x.cpu() * 255).round().to(torch.uint8)
+    decoded = decode_jpeg(encode_jpeg(list(images), quality=75))
+    return torch.stack(decoded).to(x.device).float() / 255
+
+
+def _blur(x: Tensor, gen: torch.Generator) -> Tensor:
+    from torchvision.transforms.v2.functional import gaussian_blur
+
+    return gaussian_blur(x, kernel_size=[3, 3], sigma=[1.0, 1.0])
+
+
+def _noise(x: Tensor, gen: torch.Generator) -> Tensor:
+    z = torch.randn(x.shape, generator=gen, device=gen.device, dtype=x.dtype).to(x.device)
+    return (x + 0.05 * z).clamp(0, 1)
+
+
+def _brightness(x: Tensor, gen: torch.Generator) -> Tensor:
+    return (x + 0.1).clamp(0, 1)
+
+
+def _contrast(x: Tensor, gen: torch.Generator) -> Tensor:
+    mean = x.mean(dim=(1, 2, 3), keepdim=True)
+    return ((x - mean) * 0.8 + mean).clamp(0, 1)
+
+
+CORRUPTIONS: Mapping[str, tuple[str, Callable[[Tensor, torch.Generator], Tensor]]] = {
+    "jpeg": ("JPEG, quality 75", _jpeg),
+    "blur": ("Gaussian blur, 3x3, sigma 1", _blur),
+    "noise": ("Gaussian noise, sigma 0.05", _noise),
+    "brightness": ("brightness +0.1", _brightness),
+    "contrast": ("contrast x0.8", _contrast),
+}
+
+
+def destruction_rates(model: nn.Module, x: Tensor, x_adv: Tensor, y: Tensor, *,
+                      batch_size: int, seed: int = 0) -> dict[str, dict[str, Any]]:
+    """How often each transformation undoes an adversarial example (Kurakin et al. 2017).
+
+    d = #(clean correct, adversarial wrong, transformed adversarial correct) /
+        #(clean correct, adversarial wrong); `clean_acc` is the accuracy on transformed
+    clean inputs, for context (a transformation that breaks clean inputs "destroys" little).
+    """
+    clean_ok = _correct(model, x, y, batch_size)
+    fooled = clean_ok & ~_correct(model, x_adv, y, batch_size)
+    count = int(fooled.sum())
+    out: dict[str, dict[str, Any]] = {}
+    for name, (label, transform) in CORRUPTIONS.items():
+        gen = torch.Generator().manual_seed(seed)
+        t_adv_ok = _correct(model, transform(x_adv, gen), y, batch_size)
+        t_clean_ok = _correct(model, transform(x, torch.Generator().manual_seed(seed)), y,
+                              batch_size)
+        destroyed = int((fooled & t_adv_ok).sum())
+        out[name] = {"label": label, "adversarial": count, "destroyed": destroyed,
+                     "rate": destroyed / count if count else None,
+                     "clean_acc": t_clean_ok.float().mean().item()}
+    return out
+
+
+def fingerprint(cfg: SuiteConfig, n: int) -> dict[str, Any]:
+    """What makes two evaluations of one model the same (device and batch size do not)."""
+    settings = cfg.to_dict()
+    settings.pop("batch_size")
+    return {"n": n, **settings}
+
+
+def clone_with(cfg: SuiteConfig, **changes: Any) -> SuiteConfig:
+    """A copy with some fields replaced (validated again)."""
+    try:
+        return dataclasses.replace(cfg, **changes)
+    except TypeError as err:
+        raise ConfigError(f"suite: {err}") from None
