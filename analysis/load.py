@@ -41,6 +41,7 @@ EVENTS_FILE = metrics.EVENTS_FILE
 # "trial_id" and keys starting with TEST_PREFIX is merged into `Run.trials`.
 EVALUATION_DIR = "evaluation"
 TEST_PREFIX = "test_"
+TRANSFER_FILE = "transfer.json"  # evaluation/transfer.json: the cross-model matrix
 
 _TIMESTAMP = "timestamp"  # Ray's: epoch seconds of the result
 _ITERATION = "training_iteration"  # Ray's: == epochs_done
@@ -93,6 +94,45 @@ class Run:
     @property
     def test_columns(self) -> list[str]:
         return [c for c in self.trials.columns if str(c).startswith(TEST_PREFIX)]
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """What `wrn-search evaluate` stored: per-model test-split results and the transfer matrix."""
+
+    records: list[dict[str, Any]]  # one per model, ordered by parameter count
+    transfer: dict[str, Any] | None
+
+
+def read_evaluation(run_dir: Path) -> Evaluation | None:
+    """RUN_DIR/evaluation read back; None when `evaluate` has not stored a model yet.
+
+    A record is a JSON object with "trial_id" and "per_eps" (the per-epsilon results);
+    anything else in the folder (a half-written .tmp file, the adversarial examples) is
+    ignored.
+    """
+    folder = Path(run_dir) / EVALUATION_DIR
+    if not folder.is_dir():
+        return None
+    records = []
+    for path in sorted(folder.glob("*.json")):
+        if path.name == TRANSFER_FILE:
+            continue
+        record = _read_json_object(path)
+        if record.get("trial_id") and isinstance(record.get("per_eps"), dict):
+            records.append(record)
+    if not records:
+        return None
+    records.sort(key=lambda r: (_size_key(r.get("params")), str(r["trial_id"])))
+    transfer = _read_json_object(folder / TRANSFER_FILE) or None
+    if transfer is not None and not isinstance(transfer.get("matrix"), list):
+        transfer = None
+    return Evaluation(records, transfer)
+
+
+def _size_key(value: Any) -> float:
+    size = _number(value)
+    return math.inf if math.isnan(size) else size
 
 
 def spec_epsilons(spec: Mapping[str, Any]) -> list[float]:

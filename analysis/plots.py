@@ -316,3 +316,54 @@ def to_inline_svg(fig: Figure, *, prefix: str, tooltips: Mapping[str, str] | Non
         svg = svg.replace(f'<g id="{prefix}{gid}">',
                           f'<g id="{prefix}{gid}"><title>{html.escape(text)}</title>', 1)
     return svg
+
+
+def evaluation_curves_figure(records: Sequence[Mapping[str, object]]) -> Figure:
+    """Test-split accuracy against epsilon for every evaluated model (`wrn-search evaluate`).
+
+    Lines: the curve attack alone at each epsilon; crosses: the strong figure (minimum
+    over every attack) at the run's eval epsilons; dashed: chance. L-inf epsilons are in
+    1/255 units on a symmetric-log axis, so 1/255 and 128/255 both stay readable.
+    """
+    with matplotlib.rc_context(_RC):
+        fig = Figure(figsize=(7.2, 4.0), layout="constrained")
+        ax = fig.add_subplot()
+        usable = [r for r in records if isinstance(r.get("curve"), Mapping)]
+        if not usable:
+            _empty(ax, "no evaluated model")
+            return fig
+        linf = all(r.get("norm", "linf") == "linf" for r in usable)
+        scale = 255.0 if linf else 1.0
+        for record in usable:
+            curve = record["curve"]
+            xs = np.asarray(curve.get("eps", []), dtype=float) * scale  # type: ignore[union-attr]
+            ys = 100 * np.asarray(curve.get("acc", []), dtype=float)  # type: ignore[union-attr]
+            label = f"{record.get('wrn')} ({record.get('trial_id')})"
+            line = ax.plot(xs, ys, marker="o", ms=3, lw=1.3, label=label)[0]
+            per_eps = record.get("per_eps") or {}
+            strong = [(float(v["eps"]) * scale, 100 * float(v["robust_acc"]))
+                      for v in per_eps.values()]  # type: ignore[union-attr]
+            if strong:
+                sx, sy = zip(*strong, strict=True)
+                ax.plot(sx, sy, "x", ms=8, mew=1.8, color=line.get_color())
+        classes = {int(round(1 / float(c["values"]["chance"])))
+                   for r in usable for c in r.get("checks", [])  # type: ignore[union-attr]
+                   if c.get("name") == "chance_at_large_eps" and c.get("values", {}).get("chance")}
+        if len(classes) == 1:
+            ax.axhline(100 / classes.pop(), ls="--", lw=1, color="#777777", label="chance")
+        if linf:
+            ticks = sorted({round(float(e) * 255, 3) for r in usable
+                            for e in r["curve"].get("eps", [])})  # type: ignore[union-attr]
+            ax.set_xscale("symlog", linthresh=1.0)
+            ax.set_xlim(left=0, right=max(ticks[-1] * 1.15, 1.0) if ticks else None)
+            ax.set_xticks(ticks)
+            ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+            ax.xaxis.set_minor_formatter(FuncFormatter(lambda v, _: ""))
+            ax.set_xlabel("epsilon (L-inf, units of 1/255; symmetric log scale)")
+        else:
+            ax.set_xlabel("epsilon (L2)")
+        attack = usable[0]["curve"].get("attack", "PGD")  # type: ignore[union-attr]
+        ax.set_ylabel(f"test robust accuracy (%), {attack}")
+        ax.set_ylim(-2, 102)
+        ax.legend(fontsize=7, loc="upper right")
+        return fig

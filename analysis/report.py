@@ -22,12 +22,13 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from analysis import plots
-from analysis.load import STATUSES, Run, load_run
+from analysis.load import STATUSES, Evaluation, Run, load_run, read_evaluation
 from analysis.pareto import PUBLISHED_REFERENCE, Front, fronts, hypervolume_over_time
 from analysis.pareto import reference_params as _reference_params
 from analysis.plots import human_params, pct
 from trainables import metrics
 from trainables.config import ConfigError, fail
+from trainables.evaluation import TEST_CLEAN_ACC, strong_acc_key
 
 logger = logging.getLogger(__name__)
 
@@ -36,6 +37,12 @@ SPLIT_STATEMENT = (
     "Selection and all accuracies here: validation split carved from the training set. "
     "Test-split figures appear only after `wrn-search evaluate`."
 )
+SPLIT_STATEMENT_EVALUATED = (
+    "Selection and all accuracies here: validation split carved from the training set, "
+    "except the section \"Test-split evaluation (strong attacks)\" and the columns named "
+    "\"test\", which come from the test split (never used for selection)."
+)
+EVALUATION_TITLE = "Test-split evaluation (strong attacks)"
 
 
 # ---------------------------------------------------------------- document blocks
@@ -104,6 +111,7 @@ def write_report(
     """
     chosen = _check_formats(formats)
     run = load_run(Path(run_dir))
+    evaluation = read_evaluation(Path(run_dir))
     out = Path(out_dir) if out_dir is not None else Path(run_dir) / "report"
     out.mkdir(parents=True, exist_ok=True)
     ref_params, ref_reason = _reference_params(run.spec, run.trials)
@@ -111,9 +119,9 @@ def write_report(
     written: list[Path] = []
     for fmt in ("csv", "parquet"):
         if fmt in chosen:
-            written += _write_tables(run, all_fronts, out, fmt)
+            written += _write_tables(run, all_fronts, out, fmt, evaluation)
     if "html" in chosen or "md" in chosen:
-        blocks = _document(run, all_fronts, ref_reason)
+        blocks = _document(run, all_fronts, ref_reason, evaluation)
         if "md" in chosen:
             written += _write_markdown(run, blocks, out)
         if "html" in chosen:
@@ -153,8 +161,11 @@ def front_table(all_fronts: Sequence[Front]) -> pd.DataFrame:
         columns=["objective", "eps", "eps_label", "knee", "trial_id"])
 
 
-def _write_tables(run: Run, all_fronts: Sequence[Front], out: Path, fmt: str) -> list[Path]:
+def _write_tables(run: Run, all_fronts: Sequence[Front], out: Path, fmt: str,
+                  evaluation: Evaluation | None = None) -> list[Path]:
     tables = {"trials": run.trials, "front": front_table(all_fronts), "history": run.history}
+    if evaluation is not None:
+        tables["evaluation"] = evaluation_table(evaluation)
     written = []
     for name, table in tables.items():
         path = out / f"{name}.{fmt}"
@@ -251,14 +262,15 @@ def _member_name(row: pd.Series | None, acc_col: str) -> str:
     return f"{row[metrics.WRN]} ({size} parameters, {pct(row[acc_col])})"
 
 
-def _headline(run: Run, all_fronts: Sequence[Front], ref_reason: str) -> list[Block]:
+def _headline(run: Run, all_fronts: Sequence[Front], ref_reason: str,
+              evaluated: bool = False) -> list[Block]:
     main = all_fronts[0]
     state = run.state or "unknown (no run.json)"
     blocks: list[Block] = []
     if run.is_partial:
         blocks.append(Para(f"PARTIAL RUN (state: {state}): the run has not finished; fronts "
                            "and counts below are a snapshot.", css="banner"))
-    blocks.append(Para(SPLIT_STATEMENT, css="split"))
+    blocks.append(Para(SPLIT_STATEMENT_EVALUATED if evaluated else SPLIT_STATEMENT, css="split"))
     n_full = len(run.full_fidelity)
     blocks.append(Facts([
         ("Run", f"{run.name} ({run.run_dir})"),
@@ -278,10 +290,13 @@ def _headline(run: Run, all_fronts: Sequence[Front], ref_reason: str) -> list[Bl
 
 def _front_rows(run: Run, f: Front) -> Table:
     epsilons = run.eval_epsilons
-    tests = run.test_columns
+    named = [(TEST_CLEAN_ACC, "test clean")]
+    named += [(strong_acc_key(e), f"test strong {metrics.eps_label(e)}") for e in epsilons]
+    tests = [c for c, _ in named if c in run.test_columns]
     headers = ["", "WRN", "params", "method", "train eps", "train steps", "peak lr",
                "best epoch", "val clean"]
-    headers += [f"val robust {metrics.eps_label(e)}" for e in epsilons] + tests
+    headers += [f"val robust {metrics.eps_label(e)}" for e in epsilons]
+    headers += [h for c, h in named if c in tests]
     numeric = [False, False, True, False, True, True, True, True, True]
     numeric += [True] * (len(epsilons) + len(tests))
     rows, marked = [], set()
@@ -335,6 +350,157 @@ def _front_sections(run: Run, all_fronts: Sequence[Front]) -> list[Block]:
         else:
             blocks.append(_front_rows(run, f))
     return blocks
+
+
+# ---------------------------------------------------------------- test-split evaluation
+
+_ATTACK_COLUMNS = (("search_pgd", "test search PGD"), ("fgsm", "test FGSM"),
+                   ("pgd", "test strong PGD"), ("autoattack", "test AutoAttack"))
+
+
+def evaluation_table(evaluation: Evaluation) -> pd.DataFrame:
+    """One row per (evaluated model, eval epsilon): validation (search-time) and test figures."""
+    rows = []
+    for r in evaluation.records:
+        search = r.get("search") or {}
+        for key, e in (r.get("per_eps") or {}).items():
+            eps = float(e.get("eps", np.nan))
+            attacks = e.get("attacks") or {}
+            val = search.get(metrics.best_robust_acc_key(eps)) if np.isfinite(eps) else None
+            row = {
+                "trial_id": r["trial_id"], "wrn": r.get("wrn"), "params": r.get("params"),
+                "eps": eps, "eps_label": e.get("label", key), "test_n": r.get("n"),
+                "test_n_total": r.get("n_total"), "search_attack": search.get("attack"),
+                "val_clean_acc": search.get(metrics.BEST_VAL_CLEAN_ACC),
+                "val_search_robust_acc": val, "test_clean_acc": r.get(TEST_CLEAN_ACC),
+            }
+            for name, _ in _ATTACK_COLUMNS:
+                row[f"test_{name}_acc"] = (attacks.get(name) or {}).get("acc")
+                row[f"test_{name}_label"] = (attacks.get(name) or {}).get("label")
+            row["test_strong_acc"] = e.get("robust_acc")
+            row["drop_val_to_test_strong"] = (
+                val - e["robust_acc"] if val is not None and e.get("robust_acc") is not None
+                else None)
+            row["checks_passed"] = r.get("checks_passed")
+            row["gradient_masking_suspected"] = r.get("gradient_masking_suspected")
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _evaluation_sections(run: Run, evaluation: Evaluation) -> list[Block]:
+    records = evaluation.records
+    blocks: list[Block] = [Heading(2, EVALUATION_TITLE), Para(_evaluation_intro(records),
+                                                              css="split")]
+    masked = [f"{r.get('wrn')} ({r['trial_id']})" for r in records
+              if r.get("gradient_masking_suspected")]
+    if masked:
+        blocks.append(Para("GRADIENT MASKING SUSPECTED for " + ", ".join(masked) + ": the "
+                           "checks below failed in a way that gradient masking produces; "
+                           "treat these robust accuracies as upper bounds.", css="banner"))
+    blocks += [Heading(3, "Search-time vs strong robust accuracy"), _side_by_side(evaluation)]
+    blocks += [Heading(3, "Sanity checks (Carlini et al. 2019)"), Para(
+        "Automated checks from Carlini et al. 2019, \"On Evaluating Adversarial Robustness\", "
+        "plus AutoAttack's zero-gradient and Square checks. Comparisons allow for noise: two "
+        "binomial standard errors plus one image. A failure marked \"masking\" is the kind "
+        "gradient masking produces."), _checks_table(records)]
+    blocks += [Heading(3, "Accuracy vs epsilon"),
+               Plot("evaluation_curves", plots.evaluation_curves_figure(records),
+                    "Test-split accuracy under the curve attack at each epsilon (lines) and "
+                    "the strong figure at the run's eval epsilons (crosses).")]
+    blocks += [Heading(3, "Transferability"), *_transfer_blocks(evaluation.transfer)]
+    corrupted = [r for r in records if isinstance(r.get("corruptions"), dict)]
+    if corrupted:
+        blocks += [Heading(3, "Destruction rate under input transformations"),
+                   Para("Kurakin et al. 2017: of the test images the model classifies "
+                        "correctly and whose adversarial version (first eval epsilon) fools "
+                        "it, the share the transformation makes correct again. \"clean acc\" "
+                        "is the accuracy on transformed clean images."),
+                   _corruption_table(corrupted)]
+    return blocks
+
+
+def _evaluation_intro(records: Sequence[dict[str, Any]]) -> str:
+    sizes = sorted({(r.get("n"), r.get("n_total")) for r in records}, key=str)
+    images = "; ".join(f"{n} of {total} test images" + (" (a subset, --n)" if n != total else "")
+                       for n, total in sizes)
+    aa = sorted({str(r["autoattack"]) for r in records if r.get("autoattack")})
+    aa_text = ("AutoAttack: " + "; ".join(aa) + "." if aa else
+               "AutoAttack was not run: the strong figures are PGD-only bounds.")
+    return ("Test split, " + images + ", attacked by `wrn-search evaluate` on each model's "
+            "best-validation checkpoint. Validation figures (the search-time PGD that selected "
+            "the model) stand beside test figures; the test split was never used for "
+            "selection. \"Strong\" is the per-example minimum over every attack run: an image "
+            "counts as robust only if no attack fooled the model on it. " + aa_text)
+
+
+def _side_by_side(evaluation: Evaluation) -> Table:
+    table = evaluation_table(evaluation)
+    headers = ["WRN", "trial", "eps", "val clean", "val search PGD", "test clean",
+               *[h for _, h in _ATTACK_COLUMNS], "test strong", "val → test strong"]
+    rows = []
+    for _, r in table.iterrows():
+        label = f" ({r['search_attack']})" if r.get("search_attack") else ""
+        drop = r["drop_val_to_test_strong"]
+        rows.append([
+            str(r["wrn"]), str(r["trial_id"]), str(r["eps_label"]),
+            _pct_or_dash(r["val_clean_acc"]), _pct_or_dash(r["val_search_robust_acc"]) + label,
+            _pct_or_dash(r["test_clean_acc"]),
+            *[_attack_cell(r, name) for name, _ in _ATTACK_COLUMNS],
+            _pct_or_dash(r["test_strong_acc"]),
+            "—" if drop is None or pd.isna(drop) else f"{100 * (0.0 - drop):+.1f} pts",
+        ])
+    numeric = [False, False, False] + [True] * (len(headers) - 3)
+    return Table(headers, rows, numeric)
+
+
+def _attack_cell(row: pd.Series, name: str) -> str:
+    acc, label = row.get(f"test_{name}_acc"), row.get(f"test_{name}_label")
+    if acc is None or pd.isna(acc):
+        return "not run"
+    return f"{pct(acc)} ({label})"
+
+
+def _pct_or_dash(value: Any) -> str:
+    return "—" if value is None or pd.isna(value) else pct(float(value))
+
+
+def _checks_table(records: Sequence[dict[str, Any]]) -> Table:
+    rows = []
+    for r in records:
+        for c in r.get("checks") or []:
+            passed = c.get("passed")
+            verdict = "not run" if passed is None else "PASS" if passed else (
+                "FAIL (masking)" if c.get("masking") else "FAIL")
+            rows.append([f"{r.get('wrn')} ({r['trial_id']})", str(c.get("title")), verdict,
+                         str(c.get("detail"))])
+    return Table(["model", "check", "verdict", "numbers"], rows, [False] * 4)
+
+
+def _transfer_blocks(transfer: dict[str, Any] | None) -> list[Block]:
+    if not transfer:
+        return [Para("No transfer matrix yet.")]
+    names = [f"{w} ({t})" for w, t in zip(transfer["wrn"], transfer["trials"], strict=True)]
+    rows = [[names[i], *[pct(v) + (" (white-box)" if i == j else "") for j, v in enumerate(row)]]
+            for i, row in enumerate(transfer["matrix"])]
+    return [Para(f"Test split, {transfer['n']} images, {transfer['eps_label']}: row = model the "
+                 "adversarial inputs were crafted on (its worst case over every attack), "
+                 "column = model evaluated; cells are accuracy. The diagonal is each model's "
+                 "own white-box robust accuracy; off the diagonal, higher means the attack "
+                 "transfers less (Szegedy et al. 2014)."),
+            Table(["crafted on (row) / evaluated on (column)", *names], rows,
+                  [False] + [True] * len(names))]
+
+
+def _corruption_table(records: Sequence[dict[str, Any]]) -> Table:
+    rows = []
+    for r in records:
+        for name, c in r["corruptions"].items():
+            rate = c.get("rate")
+            rows.append([f"{r.get('wrn')} ({r['trial_id']})", str(c.get("label", name)),
+                         str(c.get("adversarial")), str(c.get("destroyed")),
+                         "—" if rate is None else pct(rate), pct(c.get("clean_acc"))])
+    return Table(["model", "transformation", "adversarial images", "destroyed",
+                  "destruction rate", "clean acc"], rows, [False, False, True, True, True, True])
 
 
 def _progress_sections(run: Run, all_fronts: Sequence[Front]) -> list[Block]:
@@ -439,10 +605,13 @@ def compact_json(value: Any, indent: str = "") -> str:
     return json.dumps(value)
 
 
-def _document(run: Run, all_fronts: Sequence[Front], ref_reason: str) -> list[Block]:
+def _document(run: Run, all_fronts: Sequence[Front], ref_reason: str,
+              evaluation: Evaluation | None = None) -> list[Block]:
     blocks: list[Block] = [Heading(1, f"wrn-search report: {run.name}")]
-    blocks += _headline(run, all_fronts, ref_reason)
+    blocks += _headline(run, all_fronts, ref_reason, evaluated=evaluation is not None)
     blocks += _front_sections(run, all_fronts)
+    if evaluation is not None:
+        blocks += _evaluation_sections(run, evaluation)
     blocks += _progress_sections(run, all_fronts)
     blocks += _rung_section(run)
     blocks += _problem_section(run)

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from search.cluster import prefer_loopback, quiet_ray
+from trainables.config import ConfigError
 
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
@@ -153,7 +154,6 @@ def _epoch_line(row: dict[str, Any], epochs: int, eps: Sequence[float]) -> str:
 
 
 def _cmd_train(a: argparse.Namespace) -> int:
-    from trainables.config import ConfigError
     from trainables.train_run import TrainRun
 
     cfg = _train_config(a)
@@ -217,6 +217,7 @@ def _add_search(sub: Any) -> None:
                         "adversarial examples (Kurakin et al. 2017)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda")
     p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--threads", type=int, help="CPU threads for torch (1 is fastest on busy cores)")
     p.set_defaults(func=_cmd_evaluate)
 
     p = sub.add_parser("report", help="write the Pareto report (HTML, Markdown, CSV)")
@@ -288,6 +289,12 @@ def _cmd_status(a: argparse.Namespace) -> int:
 def _cmd_evaluate(a: argparse.Namespace) -> int:
     from search.evaluate import evaluate_run
 
+    if a.threads is not None:
+        if a.threads < 1:
+            raise ConfigError(f"--threads: {a.threads} is not allowed; must be >= 1")
+        import torch
+
+        torch.set_num_threads(a.threads)
     attacks = [x.strip() for x in a.attacks.split(",") if x.strip()]
     summary = evaluate_run(Path(a.run_dir), trial_ids=a.trials, attacks=attacks, n=a.n,
                            corruptions=a.corruptions, device=a.device, batch_size=a.batch_size,
@@ -325,8 +332,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     quiet_ray()
     if not getattr(args, "address", None):
         prefer_loopback()
-    from trainables.config import ConfigError
-
     try:
         return args.func(args)
     except ConfigError as exc:

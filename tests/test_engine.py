@@ -115,3 +115,13 @@ def test_lr_schedules_peak_at_lr_and_decay(schedule: str) -> None:
         sched.step()
     assert max(lrs) == pytest.approx(0.2, rel=0.05)
     assert lrs[-1] < 0.2 * 0.1
+
+
+@pytest.mark.gpu
+def test_cuda_training_uses_bf16_channels_last_and_reports_fp32_eval() -> None:
+    trainer = _trainer(training={"method": "pgd", "steps": 2, "epochs": 1}, device="cuda")
+    assert trainer.device.type == "cuda" and torch.backends.cudnn.benchmark
+    assert trainer.model.stem.weight.is_contiguous(memory_format=torch.channels_last)
+    row = trainer.run_epoch()
+    assert math.isfinite(row[M.TRAIN_LOSS])
+    assert 0 <= row[M.VAL_ROBUST_ACC] <= row[M.VAL_CLEAN_ACC] <= 1

@@ -1,0 +1,369 @@
+"""`wrn-search evaluate`: strong attacks on the TEST split for the front's checkpoints.
+
+The search selects on a validation split; this is where the test split is touched. For
+each chosen trial it loads the best-validation checkpoint (`weights_only=True`), attacks
+the first N test images with the suite of `trainables.evaluation` at every eval epsilon
+of the trial's threat model, runs the sanity checks and writes, atomically, one file per
+model when that model is done:
+
+    RUN_DIR/evaluation/<trial_id>.json      headline "test_*" numbers (merged into the
+                                            report's trials table), curves, checks
+    RUN_DIR/evaluation/adv/<trial_id>.pt    the worst-case adversarial test inputs at the
+                                            first epsilon (for transfer and corruptions)
+    RUN_DIR/evaluation/transfer.json        the cross-model transfer matrix
+
+A rerun skips every model whose file was written with the same attacks, N and settings,
+so an interrupted evaluation resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import logging
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from analysis.load import EVALUATION_DIR, TRANSFER_FILE, Run, load_run, read_evaluation
+from analysis.pareto import front
+from models import count_parameters, wrn_name
+from trainables import metrics
+from trainables.checkpoint import BEST_FILE, load_best_model, load_file
+from trainables.config import DEVICES, ConfigError, DataConfig, TrialConfig, fail
+from trainables.data import DatasetSplits, load_dataset
+from trainables.engine import resolve_device
+from trainables.evaluation import (
+    ModelEvaluation,
+    SuiteConfig,
+    autoattack_description,
+    check_attacks,
+    destruction_rates,
+    eps_text,
+    evaluate_model,
+    fingerprint,
+    transfer_matrix,
+)
+
+logger = logging.getLogger(__name__)
+
+FORMAT = 1  # bump when the stored files change meaning
+ADV_DIR = "adv"
+Printer = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class _Target:
+    """One model to evaluate: where its checkpoint is and what the search said about it."""
+
+    trial_id: str
+    trial_dir: str
+    checkpoint: Path  # the checkpoint folder holding best_model.pt
+    search: dict[str, Any]  # validation figures of the best checkpoint, from the run
+
+
+def evaluate_run(
+    run_dir: Path,
+    *,
+    trial_ids: list[str] | None,
+    attacks: list[str],
+    n: int | None,
+    corruptions: bool,
+    device: str,
+    batch_size: int,
+    printer: Printer,
+    suite: SuiteConfig | None = None,
+) -> list[str]:
+    """Evaluate the front's (or the given) trials on the test split; return summary lines.
+
+    Args:
+        run_dir: a run directory written by `wrn-search run`.
+        trial_ids: trials to evaluate; None takes the front at the first eval epsilon
+            (full-fidelity trials only).
+        attacks: strong attacks, from trainables.evaluation.ATTACKS.
+        n: evaluate only the first n test images (a fixed, class-interleaved order).
+        corruptions: also measure how often JPEG, blur, noise, brightness and contrast
+            destroy the adversarial examples (Kurakin et al. 2017).
+        device: auto, cpu or cuda.
+        batch_size: images per attack batch.
+        printer: receives one progress line at a time.
+        suite: budgets of the attacks (default: the papers'); its norm, epsilons, search
+            attack, attacks and batch size are replaced by the run's and the arguments.
+    """
+    chosen = check_attacks(attacks)
+    _check_args(n, device, batch_size)
+    dev = resolve_device(device)
+    run = load_run(Path(run_dir))
+    targets = _targets(run, trial_ids)
+    out = Path(run_dir) / EVALUATION_DIR
+    (out / ADV_DIR).mkdir(parents=True, exist_ok=True)
+    base = replace(suite or SuiteConfig(), attacks=chosen, batch_size=batch_size)
+    datasets: dict[DataConfig, DatasetSplits] = {}
+    records = []
+    for i, target in enumerate(targets, start=1):
+        tag = f"[{i}/{len(targets)}] {target.trial_id}"
+        records.append(_evaluate_one(target, out, base, n, corruptions, dev, datasets,
+                                     lambda line, tag=tag: printer(f"{tag} {line}")))
+    latest = records[-1]
+    transfer = _write_transfer(out, (latest["n"], latest["epsilons"][0], latest["norm"]), dev,
+                               batch_size, printer)
+    return _summary(records, transfer, out)
+
+
+def _check_args(n: int | None, device: str, batch_size: int) -> None:
+    if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 1):
+        raise fail("--n", n, "must be an integer >= 1 (the number of test images)")
+    if device not in DEVICES:
+        raise fail("--device", device, "allowed: " + ", ".join(DEVICES))
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise fail("--batch-size", batch_size, "must be an integer >= 1")
+
+
+# ------------------------------------------------------------------------- choosing trials
+
+
+def _targets(run: Run, trial_ids: Sequence[str] | None) -> list[_Target]:
+    trials = run.trials
+    full = run.full_fidelity
+    if full.empty:
+        raise ConfigError(f"run directory: {str(run.run_dir)!r} has no finished (full-fidelity) "
+                          "trial to evaluate")
+    if trial_ids:
+        known = list(trials["trial_id"].astype(str))
+        for trial_id in trial_ids:
+            if trial_id not in known:
+                raise fail("--trial", trial_id, "known trials: " + ", ".join(known))
+        rows = trials.set_index("trial_id").loc[list(dict.fromkeys(trial_ids))].reset_index()
+    else:
+        rows = front(run, run.eval_epsilons[0]).members
+    targets = []
+    for _, row in rows.iterrows():
+        checkpoint = _best_checkpoint(run.run_dir / str(row["trial_dir"]))
+        if checkpoint is None:
+            if trial_ids:
+                raise fail("--trial", row["trial_id"], f"its folder {row['trial_dir']} holds no "
+                           f"checkpoint_*/{BEST_FILE}")
+            logger.warning("front member %s has no checkpoint; skipped", row["trial_id"])
+            continue
+        search = {k: _plain(v) for k, v in row.items()
+                  if str(k).startswith(("best_val_", metrics.WRN, metrics.PARAMS, "status"))
+                  or k in (metrics.BEST_EPOCH, metrics.EPOCHS_DONE, metrics.MAX_EPOCHS)}
+        targets.append(_Target(str(row["trial_id"]), str(row["trial_dir"]), checkpoint, search))
+    if not targets:
+        raise ConfigError(f"run directory: {str(run.run_dir)!r}: no front member has a "
+                          f"checkpoint_*/{BEST_FILE} to evaluate")
+    return targets
+
+
+def _plain(value: Any) -> Any:
+    """A JSON-safe scalar (numpy and pandas values to Python; NaN to None)."""
+    if hasattr(value, "item"):
+        value = value.item()
+    if isinstance(value, float) and value != value:
+        return None
+    return value
+
+
+def _best_checkpoint(trial_dir: Path) -> Path | None:
+    """The latest checkpoint_* folder that holds best_model.pt (Ray numbers them in order)."""
+    for folder in sorted(trial_dir.glob("checkpoint_*"), reverse=True):
+        if (folder / BEST_FILE).is_file():
+            return folder
+    return None
+
+
+# ------------------------------------------------------------------------- one model
+
+
+def _evaluate_one(target: _Target, out: Path, base: SuiteConfig, n: int | None,
+                  corruptions: bool, dev: torch.device, datasets: dict[DataConfig, DatasetSplits],
+                  say: Printer) -> dict[str, Any]:
+    cfg = TrialConfig.from_dict(load_file(target.checkpoint / BEST_FILE)["config"])
+    tm = cfg.threat_model
+    suite = replace(base, norm=tm.norm, epsilons=tm.epsilons, search_steps=tm.steps,
+                    search_restarts=tm.restarts)
+    split = _test_split(cfg.data, datasets)
+    count = len(split.y) if n is None else min(n, len(split.y))
+    record_path = out / f"{target.trial_id}.json"
+    adv_path = out / ADV_DIR / f"{target.trial_id}.pt"
+    wanted = fingerprint(suite, count)
+    old = _read(record_path)
+    if old.get("format") == FORMAT and old.get("fingerprint") == wanted and adv_path.is_file():
+        say("already evaluated with the same attacks and n: skipped")
+        if corruptions and "corruptions" not in old:
+            model, _ = load_best_model(target.checkpoint, dev)
+            old["corruptions"] = _corruptions(model, split, count, adv_path, suite, dev)
+            _write_json(record_path, old)
+        return old
+    model, info = load_best_model(target.checkpoint, dev)
+    x = split.x[:count].to(dev).float().div_(255)
+    y = split.y[:count].to(dev)
+    subset = f" (the first {count} of {len(split.y)}: a subset)" if count < len(split.y) else ""
+    say(f"{wrn_name(cfg.model.depth, cfg.model.width)}: attacking {count} test images{subset} at "
+        + ", ".join(eps_text(e, suite.norm) for e in suite.epsilons) + " with "
+        + ", ".join(suite.attacks))
+    ev = evaluate_model(model, x, y, suite, num_classes=cfg.data.num_classes, progress=say)
+    _save_atomic({"x_adv": ev.x_adv, "y": y.cpu(), "eps": suite.epsilons[0]}, adv_path)
+    record = _record(target, cfg, info, suite, ev, count, len(split.y), dev, wanted)
+    if corruptions:
+        record["corruptions"] = destruction_rates(model, x, ev.x_adv.to(dev), y,
+                                                  batch_size=suite.batch_size, seed=suite.seed)
+    _write_json(record_path, record)
+    say(f"done in {ev.seconds:.0f}s: " + _verdict(record))
+    return record
+
+
+def _test_split(data: DataConfig, cache: dict[DataConfig, DatasetSplits]) -> Any:
+    if data not in cache:
+        cache[data] = load_dataset(data, with_test=True)
+    split = cache[data].test
+    if split is None or len(split.y) == 0:
+        raise ConfigError(f"data.dataset: {data.dataset!r} has no test split to evaluate on")
+    return split
+
+
+def _corruptions(model: nn.Module, split: Any, count: int, adv_path: Path, suite: SuiteConfig,
+                 dev: torch.device) -> dict[str, Any]:
+    blob = load_file(adv_path)
+    x = split.x[:count].to(dev).float().div_(255)
+    return destruction_rates(model, x, blob["x_adv"].to(dev), split.y[:count].to(dev),
+                             batch_size=suite.batch_size, seed=suite.seed)
+
+
+def _record(target: _Target, cfg: TrialConfig, info: dict[str, Any], suite: SuiteConfig,
+            ev: ModelEvaluation, count: int, total: int, dev: torch.device,
+            wanted: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "format": FORMAT,
+        "trial_id": target.trial_id,
+        "trial_dir": target.trial_dir,
+        "wrn": wrn_name(cfg.model.depth, cfg.model.width),
+        "params": count_parameters(cfg.model.depth, cfg.model.width, cfg.data.num_classes),
+        "checkpoint": str(Path(target.trial_dir) / target.checkpoint.name / BEST_FILE),
+        "best_epoch": info.get("epoch"),
+        "split": "test",
+        "dataset": cfg.data.dataset,
+        "n": count,
+        "n_total": total,
+        "subset": count < total,
+        "norm": suite.norm,
+        "epsilons": list(suite.epsilons),
+        "attacks": list(suite.attacks),
+        "autoattack": autoattack_description(suite) if "autoattack" in suite.attacks else None,
+        "suite": suite.to_dict(),
+        "fingerprint": wanted,
+        "search": {"split": "validation", "attack": f"PGD-{suite.search_steps}"
+                   + (f"x{suite.search_restarts}" if suite.search_restarts > 1 else ""),
+                   **target.search},
+        "device": str(dev),
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "adversarial_examples": f"{ADV_DIR}/{target.trial_id}.pt",
+        **ev.headline(),
+        **ev.details(),
+    }
+
+
+def _verdict(record: dict[str, Any]) -> str:
+    checks = record.get("checks", [])
+    failed = [c["name"] for c in checks if c.get("passed") is False]
+    ran = [c for c in checks if c.get("passed") is not None]
+    text = f"checks {len(ran) - len(failed)}/{len(ran)} passed"
+    if failed:
+        text += " (FAILED: " + ", ".join(failed) + ")"
+    if record.get("gradient_masking_suspected"):
+        text += "; GRADIENT MASKING SUSPECTED"
+    return text
+
+
+# ------------------------------------------------------------------------- transfer
+
+
+def _write_transfer(out: Path, key: tuple[int, float, str], dev: torch.device, batch_size: int,
+                    printer: Printer) -> dict[str, Any] | None:
+    """The cross-model matrix over every evaluated model sharing `key` (n, first eps, norm):
+    the models of this call, and those evaluated alike by earlier calls."""
+    evaluation = read_evaluation(out.parent)
+    records = [r for r in evaluation.records if r.get("format") == FORMAT] if evaluation else []
+    group = [r for r in records if (r["n"], r["epsilons"][0], r["norm"]) == key
+             and (out / r["adversarial_examples"]).is_file()]
+    if not group:
+        return None
+    skipped = [r["trial_id"] for r in records if r not in group]
+    if skipped:
+        printer("transfer matrix leaves out (evaluated with another n or epsilon): "
+                + ", ".join(skipped))
+    run_dir = out.parent
+    models = [load_best_model(run_dir / Path(r["checkpoint"]).parent, dev)[0] for r in group]
+    blobs = [load_file(out / r["adversarial_examples"]) for r in group]
+    matrix = transfer_matrix(models, [b["x_adv"] for b in blobs], blobs[0]["y"], batch_size)
+    for r, row in zip(group, matrix, strict=True):
+        own = r.get("per_eps", {}).get(metrics.eps_key(key[1]), {}).get("robust_acc")
+        if own is not None and abs(own - row[group.index(r)]) > 1e-9:
+            logger.warning("transfer diagonal of %s (%.4f) differs from its white-box %.4f "
+                           "(other device or batch size than the evaluation)",
+                           r["trial_id"], row[group.index(r)], own)
+    transfer = {
+        "split": "test", "eps": key[1], "eps_label": eps_text(key[1], key[2]), "norm": key[2],
+        "n": key[0], "trials": [r["trial_id"] for r in group], "wrn": [r["wrn"] for r in group],
+        "matrix": matrix,
+        "about": "matrix[i][j]: accuracy of model j on the worst-case adversarial test inputs "
+                 "crafted on model i (white-box on the diagonal)",
+    }
+    _write_json(out / TRANSFER_FILE, transfer)
+    return transfer
+
+
+# ------------------------------------------------------------------------- summary and files
+
+
+def _summary(records: list[dict[str, Any]], transfer: dict[str, Any] | None, out: Path) -> list[str]:
+    lines = []
+    for r in records:
+        parts = [f"clean {_pct(r['test_clean_acc'])}"]
+        for eps in r["epsilons"]:
+            e = r["per_eps"][metrics.eps_key(eps)]
+            val = r.get("search", {}).get(metrics.best_robust_acc_key(eps))
+            parts.append(f"{e['label']}: val {r['search']['attack']} {_pct(val)} | test "
+                         f"{e['attacks']['search_pgd']['label']} "
+                         f"{_pct(e['attacks']['search_pgd']['acc'])}, strong {_pct(e['robust_acc'])}")
+        lines.append(f"{r['wrn']} ({r['trial_id']}): " + "; ".join(parts) + f"; {_verdict(r)}")
+    if records and records[0].get("subset"):
+        lines.append(f"evaluated the first {records[0]['n']} of {records[0]['n_total']} test "
+                     "images only (--n): a subset")
+    if transfer and len(transfer["trials"]) > 1:
+        lines.append(f"transfer matrix over {len(transfer['trials'])} models at "
+                     f"{transfer['eps_label']}: {out / TRANSFER_FILE}")
+    lines.append(f"results in {out}; `wrn-search report {out.parent}` adds them to the report")
+    return lines
+
+
+def _pct(value: Any) -> str:
+    return "—" if value is None else f"{100 * float(value):.1f}%"
+
+
+def _read(path: Path) -> dict[str, Any]:
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def _write_json(path: Path, value: dict[str, Any]) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(value, indent=1, default=_plain), encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def _save_atomic(obj: Any, path: Path) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+__all__ = ["ADV_DIR", "FORMAT", "evaluate_run"]
