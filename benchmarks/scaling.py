@@ -249,11 +249,30 @@ def _with_work(kind: str, epoch_s: float) -> str:
 
 
 @contextlib.contextmanager
+def own_local_ray() -> Iterator[None]:
+    """Make `ray.init()` start a Ray of its own even when another one runs on this machine.
+
+    Without an address, `ray.init` joins any Ray it finds running locally (and then fails,
+    since `start_ray` passes num_cpus); on a shared machine that is someone else's.
+    """
+    old = os.environ.get("RAY_ADDRESS")
+    os.environ["RAY_ADDRESS"] = "local"
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop("RAY_ADDRESS", None)
+        else:
+            os.environ["RAY_ADDRESS"] = old
+
+
+@contextlib.contextmanager
 def ray_nodes(nodes: int) -> Iterator[tuple[str | None, float]]:
     """Ray as `wrn-search run` starts it (one node), or a local two-node cluster to join."""
     start = time.perf_counter()
     if nodes == 1:
-        start_ray(None, num_cpus=NUM_CPUS)
+        with own_local_ray():
+            start_ray(None, num_cpus=NUM_CPUS)
         try:
             yield None, time.perf_counter() - start
         finally:
@@ -277,8 +296,8 @@ def ray_nodes(nodes: int) -> Iterator[tuple[str | None, float]]:
             os.environ["RAY_AUTH_MODE"] = old
 
 
-def throughput(args: argparse.Namespace, storage: Path) -> list[dict[str, Any]]:
-    rows = []
+def throughput(args: argparse.Namespace, storage: Path,
+               rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     kinds = [k.strip() for k in args.work.split(",") if k.strip()]
     for rep in range(args.reps):
         for kind in kinds:
@@ -317,8 +336,8 @@ def _nodes_used(run_dir: Path) -> int:
     return len(ids - {None})
 
 
-def memory(args: argparse.Namespace, storage: Path) -> list[dict[str, Any]]:
-    rows = []
+def memory(args: argparse.Namespace, storage: Path,
+           rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     for run in [r.strip() for r in args.memory_runs.split(",") if r.strip()]:
         searcher, _, variant = run.partition(":")
         variant = variant or "default"
@@ -484,14 +503,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         if "suggest" in parts:
             out["suggest"] = suggest_speed(args, storage)
         if "throughput" in parts:
-            out["throughput"] = throughput(args, storage)
+            out["throughput"] = throughput(args, storage, out.setdefault("throughput", []))
         if "memory" in parts:
-            out["memory"] = memory(args, storage)
+            out["memory"] = memory(args, storage, out.setdefault("memory", []))
     finally:
         ray.shutdown()
         if args.storage is None:
             shutil.rmtree(storage, ignore_errors=True)
-    out["facts"]["load_average_end"] = list(os.getloadavg())
+        out["facts"]["load_average_end"] = list(os.getloadavg())
+        if args.json:  # also what was measured before a failure
+            Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+            Path(args.json).write_text(json.dumps(out, indent=1))
     print()
     if "throughput" in out:
         print(throughput_table(out["throughput"]) + "\n")
@@ -500,8 +522,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     if "suggest" in out:
         print(suggest_table(out["suggest"]) + "\n")
     if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(out, indent=1))
         print(f"wrote {args.json}")
     return 0
 

@@ -57,8 +57,10 @@ def start_ray(address: str | None, num_cpus: int | None = None,
             raise ConfigError(f"--address: {address!r} is not allowed; no Ray cluster could be "
                               f"joined there ({first[:200]})") from None
     else:
-        # Embedded default: no dashboard; Ray 2.60 keeps token authentication on.
-        ray.init(num_cpus=num_cpus or os.cpu_count() or 1, include_dashboard=False, **kwargs)
+        # Embedded default: a new Ray of our own ("local": never silently join a cluster that
+        # happens to run on this machine), no dashboard; Ray 2.60 keeps token auth on.
+        ray.init(address="local", num_cpus=num_cpus or os.cpu_count() or 1,
+                 include_dashboard=False, **kwargs)
     return node_resources()
 
 
