@@ -637,9 +637,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         out["fresh_import_s"] = fresh_import_s()
         os.environ[TIMELINE_ENV] = str(storage / "timelines")  # before Ray: workers inherit it
         start = time.perf_counter()
-        # Without an address, ray.init joins any Ray already running on this machine (and
-        # then fails on num_cpus); on a shared machine, make sure this one is our own.
-        os.environ.setdefault("RAY_ADDRESS", "local")
         start_ray(None, num_cpus=NUM_CPUS)
         out["ray_init_s"] = time.perf_counter() - start
         rows = []

@@ -6,7 +6,7 @@ the search machinery, not training:
 
 1. **Throughput, one node vs two.** The same N dummy trials (E epochs of D seconds each,
    reporting every epoch with a small checkpoint, as `train_wrn` does) on (a) the embedded
-   Ray `wrn-search run` starts (`ray.init(num_cpus=2)`) and (b) a two-node
+   Ray `wrn-search run` starts (`ray.init(address="local", num_cpus=2)`) and (b) a two-node
    `ray.cluster_utils.Cluster` that splits this machine's two cores (1 CPU per node),
    joined with `--address`. Two trial slots either way. The work is either a sleep (no CPU:
    isolates Ray's orchestration) or a fixed compute loop (calibrated to D seconds on one
@@ -14,20 +14,23 @@ the search machinery, not training:
    (E x D). The Ray start (or cluster start) is timed apart from the search.
 
 2. **Driver memory per 1,000 trials.** Many very short dummy trials (E epochs of tens of
-   milliseconds) under the default MO-ASHA scheduler, once with the random searcher and once
-   with TPE, within a wall-clock cap. The driver's RSS (psutil) and that of Ray's own
-   processes (GCS server, raylet) are sampled every second with the number of trials started;
-   a least-squares line through the samples after the first 10% of trials gives MB per 1,000
-   trials. Where the cap ends the run before 1,000 trials, the figure is that slope
-   extrapolated, and the table says how many trials it rests on. The driver's per-event
-   costs that grow with the number of trials are timed too: the experiment-state snapshot
-   (`TuneController.save_to_dir`) and the project's `RunRecorder` event write.
+   milliseconds) under the default MO-ASHA scheduler, within a wall-clock cap: by default
+   once with the random searcher as the project builds the Tuner, and once each with the
+   random and TPE searchers with `reuse_actors=True` (set by this script), which pushes
+   several times more trials through the same driver code. The driver's RSS (psutil) and
+   that of Ray's own processes (GCS server, raylet) are sampled every second with the
+   number of trials started; a least-squares line through the samples after the first 10%
+   of trials gives MB per 1,000 trials. Where the cap ends a run before 1,000 trials, the
+   figure is that slope extrapolated, and the table says how many trials it rests on. The
+   driver's per-event costs that grow with the number of trials are timed too: the
+   experiment-state snapshot (`TuneController.save_to_dir`) and the project's `RunRecorder`
+   event write. `--tracemalloc` adds where the driver's Python heap grew, by file.
 
 3. **Suggestions/s.** The project's searcher (`search.searchers.build_searcher`, random and
    TPE) asked for 1,000 suggestions outside Ray, two in three told "pruned" and one in three
    told its objectives, as under MO-ASHA: the time per suggestion as the study grows.
 
-Usage (about 10 minutes on a 2-core machine):
+Usage (about 12 minutes on a 2-core machine):
 
     python benchmarks/scaling.py --json runs/bench/scaling.json
     python benchmarks/scaling.py --parts throughput --work sleep --trials 12   # a quick look
@@ -249,30 +252,11 @@ def _with_work(kind: str, epoch_s: float) -> str:
 
 
 @contextlib.contextmanager
-def own_local_ray() -> Iterator[None]:
-    """Make `ray.init()` start a Ray of its own even when another one runs on this machine.
-
-    Without an address, `ray.init` joins any Ray it finds running locally (and then fails,
-    since `start_ray` passes num_cpus); on a shared machine that is someone else's.
-    """
-    old = os.environ.get("RAY_ADDRESS")
-    os.environ["RAY_ADDRESS"] = "local"
-    try:
-        yield
-    finally:
-        if old is None:
-            os.environ.pop("RAY_ADDRESS", None)
-        else:
-            os.environ["RAY_ADDRESS"] = old
-
-
-@contextlib.contextmanager
 def ray_nodes(nodes: int) -> Iterator[tuple[str | None, float]]:
     """Ray as `wrn-search run` starts it (one node), or a local two-node cluster to join."""
     start = time.perf_counter()
     if nodes == 1:
-        with own_local_ray():
-            start_ray(None, num_cpus=NUM_CPUS)
+        start_ray(None, num_cpus=NUM_CPUS)
         try:
             yield None, time.perf_counter() - start
         finally:
@@ -347,7 +331,7 @@ def memory(args: argparse.Namespace, storage: Path,
                           budget_s=args.memory_cap_s, scheduler="mo-asha", searcher=searcher)
         load = os.getloadavg()[0]
         with ray_nodes(1), tuner_variant(variant), driver_probes() as probes, \
-                MemorySampler(storage / name) as sampler:
+                MemorySampler(storage / name) as sampler, traced(args.tracemalloc) as growth:
             t0 = time.perf_counter()
             outcome = run_search(spec, trainable=dummy_trial)
             wall = time.perf_counter() - t0
@@ -362,10 +346,35 @@ def memory(args: argparse.Namespace, storage: Path,
             "snapshot_total_s": sum(t for _, t in probes["snapshots"]),
             "snapshots": len(probes["snapshots"]),
             "event_write_total_s": sum(t for _, t in probes["events"]),
-            "load_1min": [load, os.getloadavg()[0]], "samples": s,
+            "load_1min": [load, os.getloadavg()[0]], "samples": s, "growth_by_file": growth,
         })
         print(f"memory {run}: {outcome.trials} trials in {wall:.0f} s", flush=True)
     return rows
+
+
+@contextlib.contextmanager
+def traced(on: bool) -> Iterator[list[dict[str, Any]]]:
+    """With `on`: where the driver's Python heap grew during the run (tracemalloc, by file).
+
+    Tracing slows the driver several-fold, so a traced run says where memory goes, not how
+    fast trials run.
+    """
+    growth: list[dict[str, Any]] = []
+    if not on:
+        yield growth
+        return
+    import tracemalloc
+
+    tracemalloc.start()
+    before = tracemalloc.take_snapshot()
+    try:
+        yield growth
+    finally:
+        after = tracemalloc.take_snapshot()
+        tracemalloc.stop()
+        for stat in after.compare_to(before, "filename")[:12]:
+            growth.append({"file": stat.traceback[0].filename, "mb": stat.size_diff / 2**20,
+                           "blocks": stat.count_diff})
 
 
 def _by_size(record: list[tuple[int, float]]) -> dict[str, float]:
@@ -486,6 +495,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="memory: seconds per epoch (a trial is epochs x this)")
     p.add_argument("--memory-cap-s", type=float, default=150.0,
                    help="memory: wall-clock budget of each run")
+    p.add_argument("--tracemalloc", action="store_true",
+                   help="memory: also report where the driver's heap grew (slows the driver)")
     p.add_argument("--suggestions", type=int, default=1000, help="suggest: suggestions")
     p.add_argument("--suggest-cap-s", type=float, default=60.0, help="suggest: time cap")
     p.add_argument("--storage", default=None,
@@ -519,6 +530,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(throughput_table(out["throughput"]) + "\n")
     if "memory" in out:
         print(memory_table(out["memory"]) + "\n")
+        for r in out["memory"]:
+            for g in r.get("growth_by_file", []):
+                print(f"  {r['searcher']}/{r['variant']}: {g['mb']:+7.1f} MB "
+                      f"{g['blocks']:+8d} blocks  {g['file']}")
     if "suggest" in out:
         print(suggest_table(out["suggest"]) + "\n")
     if args.json:

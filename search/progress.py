@@ -51,6 +51,16 @@ class RunFiles:
             f.write(text.encode("utf-8"))
         self.fs.move(tmp, self.path(name))  # atomic on local and POSIX filesystems
 
+    def append_line(self, name: str, line: str) -> None:
+        """Append one line; object stores cannot append, so there the file is rewritten."""
+        self.fs.create_dir(self.base, recursive=True)
+        if isinstance(self.fs, pafs.LocalFileSystem):
+            with open(self.path(name), "a", encoding="utf-8") as f:
+                f.write(line + "\n")
+            return
+        old = self.read_text(name) if self.exists(name) else ""
+        self.write_text(name, old + line + "\n")
+
     def read_json(self, name: str) -> dict[str, Any]:
         """The file's object; {} when it is missing or damaged (the driver rewrites it)."""
         if not self.exists(name):
@@ -96,9 +106,6 @@ class RunRecorder(tune.Callback):
         self.session_start = time.time()
         self.last_flush = 0.0
         self.last_line = ""
-        self.events: list[str] = []
-        if self.files.exists(EVENTS_FILE):
-            self.events = [ln for ln in self.files.read_text(EVENTS_FILE).splitlines() if ln]
 
     def attach(self, run_dir: str, printer: Callable[[str], None] | None) -> None:
         """Point at the run folder where it is now (it may have moved) and print there."""
@@ -119,11 +126,11 @@ class RunRecorder(tune.Callback):
     # ---------------------------------------------------------------- events
     def _event(self, trial: Any, event: str, error: str | None = None) -> None:
         last = trial.last_result or {}
-        self.events.append(json.dumps({
+        line = json.dumps({
             "time": time.time(), "trial_id": trial.trial_id, "event": event,
             "epochs_done": last.get(M.EPOCHS_DONE), "error": error,
-        }))
-        self.files.write_text(EVENTS_FILE, "\n".join(self.events) + "\n")
+        })
+        self.files.append_line(EVENTS_FILE, line)
 
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self._event(trial, "start")

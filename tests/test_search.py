@@ -58,7 +58,12 @@ def nan_for_wide_two_step(config: dict[str, Any]) -> None:
                 self.model.fc.weight.fill_(float("nan"))
             return train_epoch(self)
 
-        Trainer.train_epoch = poisoned  # this trial's own worker process only
+        Trainer.train_epoch = poisoned  # undone below: workers are reused across trials
+        try:
+            train_wrn(config)
+        finally:
+            Trainer.train_epoch = train_epoch
+        return
     train_wrn(config)
 
 

@@ -81,6 +81,9 @@ def train_wrn(config: dict[str, Any]) -> None:
         marker.parent.mkdir(parents=True, exist_ok=True)
         marker.write_text(str(exc))
         raise
+    finally:
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()  # the worker process is reused by the next trial
 
 
 def _train(trainer: Trainer, gpu_share: float) -> None:
