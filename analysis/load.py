@@ -1,4 +1,4 @@
-"""Read a run directory into pandas, without Ray: the contract is docs in notes/rundir.md.
+"""Read a run directory into pandas, without Ray (its layout: README, "The run directory").
 
 A run directory is whatever `wrn-search run` left behind, possibly mid-run or after a
 crash, so every reader here tolerates partial files: a half-written last line of

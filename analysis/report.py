@@ -104,7 +104,7 @@ def write_report(
     """Write the report of the run in `run_dir`; return every file written.
 
     Args:
-        run_dir: a run directory (see notes/rundir.md); Ray need not be running.
+        run_dir: a run directory (layout: README, "The run directory"); Ray need not be running.
         out_dir: where to write; default `run_dir/report`.
         formats: any of "html" (self-contained page), "md" (Markdown + PNGs), "csv"
             (trials, front, history tables), "parquet" (the same tables; needs pyarrow).
