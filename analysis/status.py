@@ -10,12 +10,6 @@ from analysis.plots import eps_text
 from trainables import metrics
 
 
-def _duration(seconds: float) -> str:
-    seconds = max(0, int(seconds))
-    hours, rest = divmod(seconds, 3600)
-    return f"{hours}h{rest // 60:02d}m{rest % 60:02d}s" if hours else f"{rest // 60}m{rest % 60:02d}s"
-
-
 def status_text(run_dir: Path) -> str:
     """Trials by state, budget used and left, and the best-so-far front (validation split)."""
     from trainables.config import ConfigError
@@ -28,8 +22,9 @@ def status_text(run_dir: Path) -> str:
     lines = [f"run {run.name}: {run.state or 'unknown state'}"]
     if "budget_s" in state:
         used, budget = float(state.get("elapsed_s", 0.0)), float(state["budget_s"])
-        lines.append(f"budget: {_duration(used)} used of {_duration(budget)} "
-                     f"({_duration(budget - used)} left), resumed {state.get('resumes', 0)} times")
+        span = metrics.duration_label
+        lines.append(f"budget: {span(used)} used of {span(budget)} ({span(budget - used)} left), "
+                     f"resumed {state.get('resumes', 0)} times")
     lines.append("trials: " + ", ".join(f"{int(counts.get(s, 0))} {s}" for s in STATUSES)
                  + (f", {len(run.unreadable)} unreadable" if run.unreadable else ""))
     epsilons = run.eval_epsilons

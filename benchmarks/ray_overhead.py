@@ -49,12 +49,10 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import datetime as dt
 import functools
 import itertools
 import json
 import os
-import platform
 import shutil
 import statistics
 import sys
@@ -73,6 +71,7 @@ prefer_loopback()
 import psutil  # noqa: E402
 import ray  # noqa: E402
 import torch  # noqa: E402
+from _common import machine_facts, patched, tuner_variant  # noqa: E402
 from ray import tune  # noqa: E402
 
 from search.cluster import start_ray  # noqa: E402
@@ -194,14 +193,6 @@ def _timed(record: list[float], fn: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
-@contextlib.contextmanager
-def _patched(obj: Any, name: str, value: Any) -> Iterator[None]:
-    old = getattr(obj, name)
-    setattr(obj, name, value)
-    try:
-        yield
-    finally:
-        setattr(obj, name, old)
 
 
 def timed_train_wrn(config: dict[str, Any]) -> None:
@@ -218,11 +209,11 @@ def timed_train_wrn(config: dict[str, Any]) -> None:
     folder = Path(os.environ[TIMELINE_ENV]) / context.get_experiment_name()
     timeline = _new_timeline(context.get_trial_id(), str(folder))
     with contextlib.ExitStack() as stack:
-        stack.enter_context(_patched(tt, "Trainer", functools.partial(TimedTrainer,
+        stack.enter_context(patched(tt, "Trainer", functools.partial(TimedTrainer,
                                                                       timeline=timeline)))
-        stack.enter_context(_patched(tt, "save_checkpoint",
+        stack.enter_context(patched(tt, "save_checkpoint",
                                      _timed(timeline["saves"], tt.save_checkpoint)))
-        stack.enter_context(_patched(
+        stack.enter_context(patched(
             StorageContext, "persist_current_checkpoint",
             _timed(timeline["persists"], StorageContext.persist_current_checkpoint)))
         tt.train_wrn(config)
@@ -277,11 +268,11 @@ class DriverProbe:
                 probe.syncs.append(time.perf_counter() - start)
 
         with contextlib.ExitStack() as stack:
-            stack.enter_context(_patched(TuneController, "save_to_dir",
+            stack.enter_context(patched(TuneController, "save_to_dir",
                                          _timed(probe.snapshots, TuneController.save_to_dir)))
-            stack.enter_context(_patched(_ExperimentCheckpointManager,
+            stack.enter_context(patched(_ExperimentCheckpointManager,
                                          "sync_up_experiment_state", timed_sync))
-            stack.enter_context(_patched(FidelityAwareOptunaSearch, "suggest", _timed(
+            stack.enter_context(patched(FidelityAwareOptunaSearch, "suggest", _timed(
                 probe.suggests, FidelityAwareOptunaSearch.suggest)))
             yield probe
 
@@ -291,11 +282,6 @@ class DriverProbe:
                 "suggest_s": sum(self.suggests)}
 
 
-@contextlib.contextmanager
-def reuse_actors() -> Iterator[None]:
-    """`build_tuner` as it would be with `TuneConfig(reuse_actors=True)` (the proposed fix)."""
-    with _patched(tune, "TuneConfig", functools.partial(tune.TuneConfig, reuse_actors=True)):
-        yield
 
 
 # --------------------------------------------------------------------------- sides
@@ -303,8 +289,7 @@ def reuse_actors() -> Iterator[None]:
 
 def run_tuner_side(spec: ExperimentSpec, variant: str) -> dict[str, Any]:
     """`run_search` as the CLI calls it, with the trials' timelines and the driver's probes."""
-    fix = reuse_actors() if variant == "reuse-actors" else contextlib.nullcontext()
-    with DriverProbe.attached() as probe, fix:
+    with DriverProbe.attached() as probe, tuner_variant(variant):
         start = time.time()
         outcome = run_search(spec, trainable=timed_train_wrn)
         end = time.time()
@@ -482,17 +467,6 @@ def checkpoint_cost(depth: int, width: int, storage: Path) -> dict[str, Any]:
 # --------------------------------------------------------------------------- output
 
 
-def machine_facts() -> dict[str, Any]:
-    model = "unknown"
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    return {"cpu": model, "cores": os.cpu_count(), "load_average_start": list(os.getloadavg()),
-            "python": platform.python_version(), "torch": torch.__version__,
-            "ray": ray.__version__, "date": dt.datetime.now().isoformat(timespec="seconds"),
-            "command": " ".join([Path(sys.executable).name, *sys.argv])}
 
 
 def _median(rows: list[dict[str, Any]], key: Callable[[dict[str, Any]], float]) -> float:
@@ -630,7 +604,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     sizes = [SIZES[s.strip()] for s in args.lengths.split(",") if s.strip() not in ("", "none")]
     torch.set_num_threads(1)
-    facts = machine_facts()
+    facts = machine_facts(torch=torch.__version__, ray=ray.__version__)
     storage = Path(args.storage or tempfile.mkdtemp(prefix="wrn-bench-overhead-")).resolve()
     out: dict[str, Any] = {"facts": facts, "settings": vars(args)}
     try:

@@ -40,12 +40,10 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import datetime as dt
 import functools
 import json
 import math
 import os
-import platform
 import shutil
 import statistics
 import sys
@@ -64,6 +62,7 @@ prefer_loopback()
 
 import psutil  # noqa: E402
 import ray  # noqa: E402
+from _common import machine_facts, patched, tuner_variant  # noqa: E402
 from ray import tune  # noqa: E402
 
 from search.cluster import start_ray  # noqa: E402
@@ -155,26 +154,6 @@ def _timed(record: list[Any], fn: Callable[..., Any],
 
 
 @contextlib.contextmanager
-def _patched(obj: Any, name: str, value: Any) -> Iterator[None]:
-    old = getattr(obj, name)
-    setattr(obj, name, value)
-    try:
-        yield
-    finally:
-        setattr(obj, name, old)
-
-
-@contextlib.contextmanager
-def tuner_variant(variant: str) -> Iterator[None]:
-    """'reuse-actors': `build_tuner` as it would be with `TuneConfig(reuse_actors=True)`."""
-    if variant == "default":
-        yield
-        return
-    with _patched(tune, "TuneConfig", functools.partial(tune.TuneConfig, reuse_actors=True)):
-        yield
-
-
-@contextlib.contextmanager
 def driver_probes() -> Iterator[dict[str, list[Any]]]:
     """(trials so far, seconds) of each experiment snapshot and each RunRecorder event write."""
     from ray.tune.execution.tune_controller import TuneController
@@ -182,9 +161,9 @@ def driver_probes() -> Iterator[dict[str, list[Any]]]:
     from search.progress import RunRecorder
 
     record: dict[str, list[Any]] = {"snapshots": [], "events": []}
-    with _patched(TuneController, "save_to_dir", _timed(
+    with patched(TuneController, "save_to_dir", _timed(
             record["snapshots"], TuneController.save_to_dir, lambda c: len(c._trials))), \
-         _patched(RunRecorder, "_event", _timed(
+         patched(RunRecorder, "_event", _timed(
             record["events"], RunRecorder._event, lambda r: len(r.events))):
         yield record
 
@@ -293,7 +272,8 @@ def throughput(args: argparse.Namespace, storage: Path,
                 spec = dummy_spec(name, str(storage), trials=args.trials, epochs=args.epochs,
                                   budget_s=3600, scheduler="none", searcher="random")
                 load = os.getloadavg()[0]
-                with ray_nodes(nodes) as (address, start_s):
+                # one process per trial, as when the documented figures were taken
+                with ray_nodes(nodes) as (address, start_s), tuner_variant("default"):
                     t0 = time.perf_counter()
                     outcome = run_search(spec, address=address, trainable=dummy_trial)
                     wall = time.perf_counter() - t0
@@ -423,18 +403,6 @@ def suggest_speed(args: argparse.Namespace, storage: Path) -> list[dict[str, Any
 # --------------------------------------------------------------------------- output
 
 
-def machine_facts() -> dict[str, Any]:
-    model = "unknown"
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    return {"cpu": model, "cores": os.cpu_count(), "load_average_start": list(os.getloadavg()),
-            "memory_gb": psutil.virtual_memory().total / 2**30,
-            "python": platform.python_version(), "ray": ray.__version__,
-            "date": dt.datetime.now().isoformat(timespec="seconds"),
-            "command": " ".join([Path(sys.executable).name, *sys.argv])}
 
 
 def throughput_table(rows: list[dict[str, Any]]) -> str:
@@ -508,7 +476,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     parts = {p.strip() for p in args.parts.split(",") if p.strip()}
-    out: dict[str, Any] = {"facts": machine_facts(), "settings": vars(args)}
+    out: dict[str, Any] = {"facts": machine_facts(
+        memory_gb=psutil.virtual_memory().total / 2**30, ray=ray.__version__), "settings": vars(args)}
     storage = Path(args.storage or tempfile.mkdtemp(prefix="wrn-bench-scaling-")).resolve()
     try:
         if "suggest" in parts:

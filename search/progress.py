@@ -103,6 +103,7 @@ class RunRecorder(tune.Callback):
         self.files = RunFiles(self.run_dir)
         state = self.files.read_json(RUN_FILE)
         self.elapsed_before = float(state.get("elapsed_s", 0.0))
+        self.budget_s = float(state.get("budget_s", 0.0))
         self.session_start = time.time()
         self.last_flush = 0.0
         self.last_line = ""
@@ -154,7 +155,7 @@ class RunRecorder(tune.Callback):
         self.last_flush = now
         self.update_run_state()
         if self.printer is not None:
-            line = status_line(trials, self.elapsed_s, self.files.read_json(RUN_FILE))
+            line = status_line(trials, self.elapsed_s, self.budget_s)
             if line != self.last_line:
                 self.last_line = line
                 self.printer(line)
@@ -171,13 +172,6 @@ def _error_line(trial: Any) -> str:
         return "unknown error (no error file)"
 
 
-def _fmt_s(seconds: float) -> str:
-    seconds = max(0, int(seconds))
-    h, rem = divmod(seconds, 3600)
-    m, s = divmod(rem, 60)
-    return f"{h}h{m:02d}m{s:02d}s" if h else f"{m}m{s:02d}s"
-
-
 def front_size(points: list[tuple[int, float]]) -> int:
     """Size of the non-dominated set of (params: min, accuracy: max) points."""
     best = -1.0
@@ -188,7 +182,7 @@ def front_size(points: list[tuple[int, float]]) -> int:
     return size
 
 
-def status_line(trials: list, elapsed_s: float, state: dict[str, Any]) -> str:
+def status_line(trials: list, elapsed_s: float, budget_s: float) -> str:
     """Budget used/left, trials by state, and the size of the full-fidelity front."""
     counts = {"done": 0, "running": 0, "pending": 0, "stopped": 0, "errored": 0}
     points = []
@@ -206,7 +200,7 @@ def status_line(trials: list, elapsed_s: float, state: dict[str, Any]) -> str:
                 points.append((last[M.PARAMS], last[M.BEST_VAL_ROBUST_ACC]))
             else:
                 counts["stopped"] += 1
-    budget = float(state.get("budget_s", 0.0))
-    return (f"budget {_fmt_s(elapsed_s)} used, {_fmt_s(budget - elapsed_s)} left | trials: "
+    span = M.duration_label
+    return (f"budget {span(elapsed_s)} used, {span(budget_s - elapsed_s)} left | trials: "
             + ", ".join(f"{v} {k}" for k, v in counts.items())
             + f" | front: {front_size(points)}")

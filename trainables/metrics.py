@@ -41,6 +41,14 @@ def eps_label(eps: float) -> str:
     return f"{eps:g}"
 
 
+def duration_label(seconds: float) -> str:
+    """Human form of a wall-clock span for status lines: '4m07s', '2h05m00s'."""
+    seconds = max(0, int(seconds))
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}h{minutes:02d}m{secs:02d}s" if hours else f"{minutes}m{secs:02d}s"
+
+
 def eps_key(eps: float) -> str:
     """Metric-safe form of an epsilon ('8_255' or '0.0314'): no '/' (Ray nests on it)."""
     return eps_label(eps).replace("/", "_")

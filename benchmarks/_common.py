@@ -1,0 +1,53 @@
+"""Pieces the benchmark scripts share (imported as a sibling: `python benchmarks/x.py`)."""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import os
+import platform
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from ray import tune
+
+# "default": Ray's own default, one new worker process per trial (what the project did before
+# the overhead benchmark); "reuse-actors": one process per slot, the project's default now.
+VARIANTS = {"default": False, "reuse-actors": True}
+
+
+@contextlib.contextmanager
+def patched(obj: Any, name: str, value: Any) -> Iterator[None]:
+    old = getattr(obj, name)
+    setattr(obj, name, value)
+    try:
+        yield
+    finally:
+        setattr(obj, name, old)
+
+
+@contextlib.contextmanager
+def tuner_variant(variant: str) -> Iterator[None]:
+    """`build_tuner` with reuse_actors forced to the variant's value, whatever it passes."""
+    original = tune.TuneConfig
+
+    def config(**kwargs: Any) -> Any:
+        return original(**{**kwargs, "reuse_actors": VARIANTS[variant]})
+
+    with patched(tune, "TuneConfig", config):
+        yield
+
+
+def machine_facts(**extra: Any) -> dict[str, Any]:
+    model = "unknown"
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    return {"cpu": model, "cores": os.cpu_count(), "load_average_start": list(os.getloadavg()),
+            "python": platform.python_version(),
+            "date": dt.datetime.now().isoformat(timespec="seconds"),
+            "command": " ".join([Path(sys.executable).name, *sys.argv]), **extra}
