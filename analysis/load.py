@@ -412,7 +412,9 @@ def _summarise(
         metrics.PARAMS: _last(history, metrics.PARAMS),
         "status": status,
         "error": error,
-        metrics.DIVERGED: bool(_last(history, metrics.DIVERGED) or False),
+        # the trainable's marker: a diverged trial raises before it can report the flag
+        metrics.DIVERGED: bool(_last(history, metrics.DIVERGED) or False)
+        or (trial_dir / metrics.DIVERGED_MARKER).exists(),
         metrics.EPOCHS_DONE: epochs_done,
         metrics.MAX_EPOCHS: max_epochs,
         "full_fidelity": status == "complete",

@@ -5,7 +5,8 @@ Three measurements, all through the project's own code path (`search.tuner.run_s
 the search machinery, not training:
 
 1. **Throughput, one node vs two.** The same N dummy trials (E epochs of D seconds each,
-   reporting every epoch with a small checkpoint, as `train_wrn` does) on (a) the embedded
+   reporting every epoch with a small checkpoint, as `train_wrn` does with
+   `storage.checkpoint_interval = 0`) on (a) the embedded
    Ray `wrn-search run` starts (`ray.init(address="local", num_cpus=2)`) and (b) a two-node
    `ray.cluster_utils.Cluster` that splits this machine's two cores (1 CPU per node),
    joined with `--address`. Two trial slots either way. The work is either a sleep (no CPU:
@@ -24,7 +25,9 @@ the search machinery, not training:
    figure is that slope extrapolated, and the table says how many trials it rests on. The
    driver's per-event costs that grow with the number of trials are timed too: the
    experiment-state snapshot (`TuneController.save_to_dir`) and the project's `RunRecorder`
-   event write. `--tracemalloc` adds where the driver's Python heap grew, by file.
+   event write. `--tracemalloc` adds where the driver's Python heap grew, by file. A run
+   written `SEARCHER:reuse-actors@1m` uses that `storage.checkpoint_interval` (default 0,
+   every epoch): `@0` against `@1m` measures the checkpoint interval side by side.
 
 3. **Suggestions/s.** The project's searcher (`search.searchers.build_searcher`, random and
    TPE) asked for 1,000 suggestions outside Ray, two in three told "pruned" and one in three
@@ -34,6 +37,8 @@ Usage (about 12 minutes on a 2-core machine):
 
     python benchmarks/scaling.py --json runs/bench/scaling.json
     python benchmarks/scaling.py --parts throughput --work sleep --trials 12   # a quick look
+    python benchmarks/scaling.py --parts memory --memory-cap-s 90 \
+        --memory-runs random:reuse-actors@0,random:reuse-actors@1m   # checkpoint interval
 """
 
 from __future__ import annotations
@@ -69,6 +74,7 @@ from search.cluster import start_ray  # noqa: E402
 from search.spec import ExperimentSpec  # noqa: E402
 from search.tuner import run_search  # noqa: E402
 from trainables import metrics as M  # noqa: E402
+from trainables.trainable import CHECKPOINT_INTERVAL, checkpoint_due  # noqa: E402
 
 WORK_ENV = "WRN_BENCH_WORK"  # "sleep:SECONDS" or "compute:ITERATIONS", per epoch
 NUM_CPUS = 2
@@ -97,7 +103,8 @@ def calibrate_compute(seconds: float) -> int:
 
 def dummy_trial(config: dict[str, Any]) -> None:
     """Stands in for `train_wrn`: reports what the searcher and scheduler read, every epoch,
-    with a small checkpoint, after a fixed amount of work ($WRN_BENCH_WORK)."""
+    after a fixed amount of work ($WRN_BENCH_WORK), with a small checkpoint when due (the
+    same rule as `train_wrn`)."""
     kind, _, amount = os.environ.get(WORK_ENV, "sleep:0.05").partition(":")
     training = config.get("trial", {}).get("training", {})
     epochs = int(training.get("epochs", 4))
@@ -105,7 +112,7 @@ def dummy_trial(config: dict[str, Any]) -> None:
     params = (depth - 4) // 6 * width * width * 30_000  # grows with size, like a WRN's count
     quality = 0.2 + 0.02 * width + 0.003 * depth + 0.01 * (zlib.crc32(repr(config).encode()) % 7)
     node = ray.get_runtime_context().get_node_id()
-    best = 0.0
+    best, interval_s, last = 0.0, float(config.get(CHECKPOINT_INTERVAL, 0.0)), time.monotonic()
     for epoch in range(1, epochs + 1):
         if kind == "compute":
             _compute(int(amount))
@@ -116,14 +123,20 @@ def dummy_trial(config: dict[str, Any]) -> None:
         row = {M.EPOCHS_DONE: epoch, M.MAX_EPOCHS: epochs, M.PARAMS: params,
                M.VAL_ROBUST_ACC: robust, M.BEST_VAL_ROBUST_ACC: best,
                M.VAL_CLEAN_ACC: robust + 0.3, M.DEPTH: depth, M.WIDTH: width, M.NODE_ID: node}
+        if not checkpoint_due(epoch == epochs, time.monotonic() - last, interval_s):
+            tune.report(row)
+            continue
         with tempfile.TemporaryDirectory() as directory:
             (Path(directory) / "state.bin").write_bytes(b"\0" * 64 * 1024)
             tune.report(row, checkpoint=tune.Checkpoint.from_directory(directory))
+        last = time.monotonic()
 
 
 def dummy_spec(name: str, storage: str, *, trials: int, epochs: int, budget_s: float,
-               scheduler: str, searcher: str) -> ExperimentSpec:
-    """The default search space; two 1-CPU slots."""
+               scheduler: str, searcher: str,
+               checkpoint_interval: float | str = 0) -> ExperimentSpec:
+    """The default search space; two 1-CPU slots; by default a checkpoint every epoch (what
+    `train_wrn` did before `storage.checkpoint_interval`)."""
     return ExperimentSpec.from_dict({
         "name": name,
         "training": {"epochs": epochs},
@@ -131,7 +144,7 @@ def dummy_spec(name: str, storage: str, *, trials: int, epochs: int, budget_s: f
         "resources": {"cpus_per_trial": 1, "max_failures": 0},
         "scheduler": {"kind": scheduler},
         "searcher": {"kind": searcher, "seed": 0},
-        "storage": {"path": storage},
+        "storage": {"path": storage, "checkpoint_interval": checkpoint_interval},
     })
 
 
@@ -164,7 +177,7 @@ def driver_probes() -> Iterator[dict[str, list[Any]]]:
     with patched(TuneController, "save_to_dir", _timed(
             record["snapshots"], TuneController.save_to_dir, lambda c: len(c._trials))), \
          patched(RunRecorder, "_event", _timed(
-            record["events"], RunRecorder._event, lambda r: len(r.events))):
+            record["events"], RunRecorder._event, lambda r: len(record["events"]))):
         yield record
 
 
@@ -300,15 +313,27 @@ def _nodes_used(run_dir: Path) -> int:
     return len(ids - {None})
 
 
+def _checkpoints_reported(run_dir: Path) -> int:
+    """Results that carried a checkpoint, over every trial's result.json."""
+    count = 0
+    for path in run_dir.glob("*/result.json"):
+        for line in path.read_text().splitlines():
+            with contextlib.suppress(json.JSONDecodeError):
+                count += json.loads(line).get("checkpoint_dir_name") is not None
+    return count
+
+
 def memory(args: argparse.Namespace, storage: Path,
            rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    for run in [r.strip() for r in args.memory_runs.split(",") if r.strip()]:
+    for i, run in enumerate(r.strip() for r in args.memory_runs.split(",") if r.strip()):
+        run, _, interval = run.partition("@")
         searcher, _, variant = run.partition(":")
         variant = variant or "default"
         os.environ[WORK_ENV] = f"sleep:{args.memory_epoch_s}"
-        name = f"memory-{searcher}-{variant}"
+        name = f"memory-{i}-{searcher}-{variant}-{interval or 0}"
         spec = dummy_spec(name, str(storage), trials=args.memory_trials, epochs=args.epochs,
-                          budget_s=args.memory_cap_s, scheduler="mo-asha", searcher=searcher)
+                          budget_s=args.memory_cap_s, scheduler="mo-asha", searcher=searcher,
+                          checkpoint_interval=interval or 0)
         load = os.getloadavg()[0]
         with ray_nodes(1), tuner_variant(variant), driver_probes() as probes, \
                 MemorySampler(storage / name) as sampler, traced(args.tracemalloc) as growth:
@@ -318,6 +343,8 @@ def memory(args: argparse.Namespace, storage: Path,
         s = sampler.samples
         rows.append({
             "searcher": searcher, "variant": variant, "trials": outcome.trials,
+            "checkpoint_interval_s": spec.storage.checkpoint_interval,
+            "checkpoints": _checkpoints_reported(storage / name),
             "state": outcome.state, "wall_s": wall, "trials_per_s": outcome.trials / wall,
             "driver_mb_start": s[0]["driver_mb"], "driver_mb_end": s[-1]["driver_mb"],
             "driver_mb_per_1000": slope_per_1000(s, "driver_mb"),
@@ -420,14 +447,16 @@ def throughput_table(rows: list[dict[str, Any]]) -> str:
 
 
 def memory_table(rows: list[dict[str, Any]]) -> str:
-    lines = ["| searcher | Tuner | trials | wall s | trials/s | driver MB start -> end "
+    lines = ["| searcher | Tuner | checkpoint interval s | checkpoints | trials | wall s | trials/s "
+             "| driver MB start -> end "
              "| driver MB / 1,000 trials | Ray GCS+raylet MB / 1,000 | snapshots: n, total s, "
              "median by trials so far | events.jsonl rewrite: median by events so far |",
-             "|---|---|---:|---:|---:|---|---:|---:|---|---|"]
+             "|---|---|---:|---:|---:|---:|---:|---|---:|---:|---|---|"]
     for r in rows:
         snap = ", ".join(f"{k}: {v * 1000:.0f} ms" for k, v in r["snapshot_s"].items())
         ev = ", ".join(f"{k}: {v * 1000:.1f} ms" for k, v in r["event_write_s"].items())
-        lines.append(f"| {r['searcher']} | {r['variant']} | {r['trials']} | {r['wall_s']:.0f} "
+        lines.append(f"| {r['searcher']} | {r['variant']} | {r.get('checkpoint_interval_s', 0):g} "
+                     f"| {r.get('checkpoints', '–')} | {r['trials']} | {r['wall_s']:.0f} "
                      f"| {r['trials_per_s']:.2f} "
                      f"| {r['driver_mb_start']:.0f} -> {r['driver_mb_end']:.0f} "
                      f"| {r['driver_mb_per_1000']:.0f} | {r['ray_system_mb_per_1000']:.0f} "
@@ -457,7 +486,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--reps", type=int, default=1, help="throughput: repetitions")
     p.add_argument("--searchers", default="random,tpe", help="suggest: searchers")
     p.add_argument("--memory-runs", default="random,random:reuse-actors,tpe:reuse-actors",
-                   help="memory: SEARCHER[:reuse-actors] runs, comma-separated")
+                   help="memory: SEARCHER[:reuse-actors][@CHECKPOINT_INTERVAL] runs, "
+                   "comma-separated (interval default 0: a checkpoint every epoch)")
     p.add_argument("--memory-trials", type=int, default=1000, help="memory: trial cap")
     p.add_argument("--memory-epoch-s", type=float, default=0.03,
                    help="memory: seconds per epoch (a trial is epochs x this)")

@@ -296,10 +296,19 @@ class SearcherConfig:
 class StorageConfig:
     path: str = "runs"  # parent of run directories: a folder, or a URI every node can reach
     optuna_url: str | None = None  # optional Optuna RDB storage, e.g. sqlite:///optuna.db
+    # A trial checkpoints at most this often (and always after its last epoch); 0: every
+    # epoch. Each checkpoint costs a write, Ray's copy to `path` and a forced snapshot of
+    # the whole experiment in the driver (docs/benchmarks.md); a crash or Ctrl-C costs a
+    # running trial at most this much training.
+    checkpoint_interval: float | str = "1m"
 
     def __post_init__(self) -> None:
         if not isinstance(self.path, str) or not self.path.strip():
             raise fail("storage.path", self.path, "must be a folder path or a URI")
+        every = self.checkpoint_interval
+        every_epoch = not isinstance(every, bool) and every in (0, "0")
+        object.__setattr__(self, "checkpoint_interval", 0.0 if every_epoch else
+                           parse_duration(every, "storage.checkpoint_interval"))
         if self.optuna_url is not None and (not isinstance(self.optuna_url, str)
                                             or "://" not in self.optuna_url):
             raise fail("storage.optuna_url", self.optuna_url,

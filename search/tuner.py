@@ -27,11 +27,11 @@ from search.progress import (
     new_run_state,
 )
 from search.schedulers import build_scheduler
-from search.searchers import build_searcher, num_trials
+from search.searchers import build_searcher, num_trials, space_exhausted
 from search.spec import ExperimentSpec
 from trainables import metrics as M
 from trainables.config import ConfigError
-from trainables.trainable import train_wrn
+from trainables.trainable import CHECKPOINT_INTERVAL, train_wrn
 
 log = logging.getLogger(__name__)
 
@@ -106,7 +106,8 @@ def build_tuner(spec: ExperimentSpec, nodes: list[dict[str, float]],
         verbose=0,
     )
     return tune.Tuner(_trainable(spec, nodes, trainable),
-                      param_space={"trial": spec.base_trial().to_dict()},
+                      param_space={"trial": spec.base_trial().to_dict(),
+                                   CHECKPOINT_INTERVAL: spec.storage.checkpoint_interval},
                       tune_config=tune_config, run_config=run_config)
 
 
@@ -127,8 +128,9 @@ def _finish(tuner: tune.Tuner, spec: ExperimentSpec, run_dir: str) -> Outcome:
     elapsed = recorder.elapsed_s
     if elapsed >= spec.budget.time * 0.99:
         state = "budget_exhausted"
-    elif trials >= num_trials(spec) and all(r.metrics or r.error for r in grid):
-        state = "finished"
+    elif all(r.metrics or r.error for r in grid) and (
+            trials >= num_trials(spec) or space_exhausted(spec.space, [r.config for r in grid])):
+        state = "finished"  # every trial, or every configuration of a finite space, is done
     else:
         state = "interrupted"  # Ctrl-C: Ray saved the experiment; `resume` continues it
     recorder.update_run_state(state=state)

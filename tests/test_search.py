@@ -29,7 +29,7 @@ from trainables.trainable import train_wrn
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def tiny_spec(storage: Path, **changes: Any) -> dict[str, Any]:
+def tiny_spec(root: Path, **changes: Any) -> dict[str, Any]:
     """A grid of 4 tiny trials (WRN-10-1/2 x PGD-1/2), 2 epochs each, on 200 sample images."""
     raw: dict[str, Any] = {
         "name": "tiny",
@@ -41,7 +41,8 @@ def tiny_spec(storage: Path, **changes: Any) -> dict[str, Any]:
         "resources": {"cpus_per_trial": 1, "max_failures": 0},
         "scheduler": {"kind": "none"},
         "searcher": {"kind": "grid", "seed": 0},
-        "storage": {"path": str(storage)},
+        # every epoch, so a killed trial continues mid-run (the default, 1m, outlasts these trials)
+        "storage": {"path": str(root), "checkpoint_interval": 0},
     }
     for key, value in changes.items():
         raw[key] = {**raw[key], **value} if isinstance(value, dict) else value
@@ -88,7 +89,8 @@ def _events(run_dir: Path) -> list[dict]:
 
 
 def test_search_records_every_trial_and_survives_a_diverging_one(tmp_path: Path, local_ray) -> None:
-    spec = ExperimentSpec.from_dict(tiny_spec(tmp_path, resources={"max_failures": 2}))
+    spec = ExperimentSpec.from_dict(tiny_spec(tmp_path, resources={"max_failures": 2},
+                                              storage={"checkpoint_interval": "1m"}))
     outcome = run_search(spec, trainable=nan_for_wide_two_step)
     run_dir = tmp_path / "tiny"
     assert outcome.state == "finished" and outcome.trials == 4 and outcome.errored == 1
@@ -101,6 +103,8 @@ def test_search_records_every_trial_and_survives_a_diverging_one(tmp_path: Path,
     assert len(finished) == 3  # the diverged trial never reported
     for rows in finished.values():
         assert [r[M.EPOCHS_DONE] for r in rows] == [1, 2]
+        # epochs take seconds, the interval a minute: one checkpoint, after the last epoch
+        assert [r["checkpoint_dir_name"] is not None for r in rows] == [False, True]
         last = rows[-1]
         assert last[M.PARAMS] in (77_850, 303_706) and last[M.MAX_EPOCHS] == 2
         assert 0 <= last[M.BEST_VAL_ROBUST_ACC] <= 1 and last[M.SPLIT] == "validation"
@@ -119,7 +123,12 @@ def test_search_records_every_trial_and_survives_a_diverging_one(tmp_path: Path,
         assert list((run_dir / name).glob("events.out.tfevents.*"))  # TensorBoard
 
     # the report, from the real run's files alone
+    from analysis.load import load_run
     from analysis.report import write_report
+
+    frame = load_run(run_dir).trials
+    assert frame[M.DIVERGED].tolist().count(True) == 1  # from the trainable's marker file
+    assert frame.loc[frame[M.DIVERGED], "status"].tolist() == ["error"]
 
     files = {p.name for p in write_report(run_dir)}
     assert {"report.html", "report.md", "trials.csv", "front.csv"} <= files
@@ -133,7 +142,8 @@ def test_search_records_every_trial_and_survives_a_diverging_one(tmp_path: Path,
 def test_the_wall_clock_budget_ends_the_search_and_keeps_results(tmp_path: Path, local_ray) -> None:
     raw = tiny_spec(tmp_path, budget={"time": "20s", "max_trials": 100, "max_concurrent": 2},
                     searcher={"kind": "random", "seed": 3},
-                    space={"width": {"low": 1, "high": 3}, "train_steps": {"low": 1, "high": 3}},
+                    space={"width": {"low": 1, "high": 3}, "train_steps": {"low": 1, "high": 3},
+                           "train_eps": {"low": "2/255", "high": "8/255"}},  # unbounded
                     training={"epochs": 3})
     started = time.time()
     outcome = run_search(ExperimentSpec.from_dict(raw))
@@ -142,6 +152,17 @@ def test_the_wall_clock_budget_ends_the_search_and_keeps_results(tmp_path: Path,
     assert time.time() - started < 20 + 90  # ends promptly once the budget is spent
     results = _results(tmp_path / "tiny")
     assert any(rows for rows in results.values())
+
+
+def test_a_used_up_finite_space_ends_the_search_without_repeats(tmp_path: Path, local_ray) -> None:
+    raw = tiny_spec(tmp_path, budget={"time": "5m", "max_trials": 50, "max_concurrent": 2},
+                    searcher={"kind": "tpe", "seed": 0, "n_startup_trials": 1},
+                    training={"epochs": 1}, space={"train_steps": 1})
+    outcome = run_search(ExperimentSpec.from_dict(raw))
+    assert outcome.state == "finished" and outcome.trials == 2  # WRN-10-1 and WRN-10-2, once each
+    widths = sorted(json.loads((tmp_path / "tiny" / name / "params.json").read_text())[M.WIDTH]
+                    for name in _results(tmp_path / "tiny"))
+    assert widths == [1, 2]
 
 
 def _descendants(pid: int) -> list[psutil.Process]:

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import optuna
 import pytest
+from ray.tune.search import Searcher
 
 from search.cluster import TrialResources, auto_gpu_share, check_resources, estimate_trial_memory_bytes
-from search.searchers import OBJECTIVES, build_searcher, num_trials
+from search.searchers import OBJECTIVES, build_searcher, num_trials, space_exhausted
 from search.spec import ExperimentSpec
 from tests.test_spec import VALID
 from trainables import metrics as M
@@ -53,6 +54,44 @@ def test_grid_searcher_visits_each_point_once() -> None:
         seen.add((c[M.DEPTH], c[M.WIDTH], c[M.TRAIN_STEPS]))
         searcher.on_trial_complete(str(i), _result(3))
     assert len(seen) == 5
+
+
+FOUR = {"depth": [10, 16], "width": [1, 2], "train_eps": "8/255", "train_steps": 1}
+
+
+def _key(config: dict) -> tuple:
+    return config[M.DEPTH], config[M.WIDTH]
+
+
+@pytest.mark.parametrize("kind", ["tpe", "random", "nsga2"])
+def test_a_finite_space_is_searched_without_repeats_then_the_searcher_finishes(kind: str) -> None:
+    searcher = _searcher(space=FOUR, searcher={"kind": kind, "seed": 0, "n_startup_trials": 1})
+    seen = []
+    for i in range(4):  # each sampler alone repeats points of a 4-point space within 4 draws
+        config = searcher.suggest(str(i))
+        seen.append(_key(config))
+        searcher.on_trial_complete(str(i), _result(3 if i % 2 else 1, acc=0.1 * i))
+    assert sorted(seen) == [(10, 1), (10, 2), (16, 1), (16, 2)]
+    assert searcher.suggest("4") == Searcher.FINISHED
+    # repeats were told to Optuna with their twin's outcome, so its model stays consistent
+    states = [t.state for t in searcher._ot_study.trials]  # noqa: SLF001
+    assert states.count(optuna.trial.TrialState.COMPLETE) >= 2
+    assert optuna.trial.TrialState.RUNNING not in states
+
+
+def test_a_running_configuration_is_not_suggested_again() -> None:
+    searcher = _searcher(space={**FOUR, "width": [1]}, searcher={"kind": "random", "seed": 1})
+    first, second = searcher.suggest("a"), searcher.suggest("b")  # both still running
+    assert {_key(first), _key(second)} == {(10, 1), (16, 1)}
+    assert searcher.suggest("c") == Searcher.FINISHED
+
+
+def test_an_unbounded_space_never_finishes() -> None:
+    searcher = _searcher(searcher={"kind": "random", "seed": 0})
+    for i in range(12):
+        assert isinstance(searcher.suggest(str(i)), dict)
+        searcher.on_trial_complete(str(i), _result(3))
+    assert not space_exhausted(ExperimentSpec.from_dict(VALID).space, [{}])
 
 
 @pytest.mark.parametrize("kind", ["tpe", "nsga2", "random"])

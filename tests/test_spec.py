@@ -90,6 +90,8 @@ def test_the_valid_spec_and_every_shipped_config_load() -> None:
     ("searcher", "seed", -1, "searcher.seed"),
     ("storage", "path", "", "storage.path"),
     ("storage", "optuna_url", "optuna.db", "storage.optuna_url"),
+    ("storage", "checkpoint_interval", "-1m", "storage.checkpoint_interval"),
+    ("storage", "checkpoint_interval", False, "storage.checkpoint_interval"),
     ("training", None, "fast", "training"),
 ])
 def test_each_bad_field_is_named_in_one_line(section: str, key: str | None, value: object,
@@ -199,3 +201,10 @@ def test_mangled_specs_give_a_valid_spec_or_one_clean_line(raw: dict) -> None:
         assert message and "\n" not in message and ":" in message
         return
     TrialConfig.from_dict(spec.base_trial().to_dict())  # what the trainable will rebuild
+
+
+@pytest.mark.parametrize(("value", "seconds"), [(0, 0.0), ("0", 0.0), ("30s", 30.0), (90, 90.0)])
+def test_checkpoint_interval_zero_means_every_epoch(value: object, seconds: float) -> None:
+    spec = ExperimentSpec.from_dict(_with("storage", "checkpoint_interval", value))
+    assert spec.storage.checkpoint_interval == seconds
+    assert ExperimentSpec.from_dict(VALID).storage.checkpoint_interval == 60.0  # the default

@@ -95,5 +95,6 @@ SPLIT = "split"  # which split the accuracies come from: always "validation" dur
 DRIVER_DIR = "wrn-search"
 RUN_FILE = "run.json"  # run state and budget used
 EVENTS_FILE = "events.jsonl"  # trial start / complete / error events
+DIVERGED_MARKER = "diverged.txt"  # in a trial folder: its loss went NaN/inf (the reason)
 SPEC_JSON = "spec.json"  # the validated spec, every default filled in
 SPEC_TOML = "spec.toml"  # the spec as the user wrote it

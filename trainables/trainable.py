@@ -1,7 +1,9 @@
-"""The Ray Tune trainable: one trial = one `Trainer`, reporting and checkpointing every epoch.
+"""The Ray Tune trainable: one trial = one `Trainer`, reporting every epoch, checkpointing
+at most every `CHECKPOINT_INTERVAL` seconds and after the last epoch.
 
 The Tune config holds the experiment's fixed trial settings under "trial" (a
-`TrialConfig.to_dict()`) and the searched hyperparameters as flat keys (`SEARCHABLE`).
+`TrialConfig.to_dict()`), the searched hyperparameters as flat keys (`SEARCHABLE`), and
+the checkpoint interval under `CHECKPOINT_INTERVAL` (seconds; 0 or absent: every epoch).
 Module-level on purpose: Ray pickles it by reference, and OptunaSearch's state with it.
 """
 
@@ -10,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +25,7 @@ from trainables.checkpoint import restore_checkpoint, save_checkpoint
 from trainables.config import TrialConfig
 from trainables.engine import Trainer, TrainingDiverged
 
-DIVERGED_MARKER = "diverged.txt"
+CHECKPOINT_INTERVAL = "checkpoint_interval_s"
 
 log = logging.getLogger(__name__)
 
@@ -64,19 +67,19 @@ def _limit_resources() -> float:
 
 
 def train_wrn(config: dict[str, Any]) -> None:
-    """Train one WRN adversarially; report metrics and a checkpoint after every epoch.
+    """Train one WRN adversarially; report metrics every epoch, with a checkpoint when due.
 
     A diverged trial errors (and says why). Ray would retry it from its last checkpoint,
     where, with its random state restored, it would diverge again: a marker in the trial
     folder makes such a retry fail at once instead of repeating the work.
     """
-    marker = Path(tune.get_context().get_trial_dir()) / DIVERGED_MARKER
+    marker = Path(tune.get_context().get_trial_dir()) / M.DIVERGED_MARKER
     if marker.exists():
         raise TrainingDiverged(f"{marker.read_text()} (not retried: it would diverge again)")
     gpu_share = _limit_resources()
     cfg = trial_config(config)
     try:
-        _train(Trainer(cfg), gpu_share)
+        _train(Trainer(cfg), gpu_share, float(config.get(CHECKPOINT_INTERVAL, 0.0)))
     except TrainingDiverged as exc:
         marker.parent.mkdir(parents=True, exist_ok=True)
         marker.write_text(str(exc))
@@ -86,16 +89,27 @@ def train_wrn(config: dict[str, Any]) -> None:
             torch.cuda.empty_cache()  # the worker process is reused by the next trial
 
 
-def _train(trainer: Trainer, gpu_share: float) -> None:
+def checkpoint_due(done: bool, since_last_s: float, interval_s: float) -> bool:
+    """After the last epoch always (the front's weights live there), else once per interval:
+    every checkpoint is a write, Ray's copy and a forced experiment snapshot in the driver."""
+    return done or since_last_s >= interval_s
+
+
+def _train(trainer: Trainer, gpu_share: float, interval_s: float) -> None:
     checkpoint = tune.get_checkpoint()
     if checkpoint is not None:
         with checkpoint.as_directory() as directory:
             restore_checkpoint(trainer, Path(directory))
         log.info("restored %s at epoch %d", trainer.static_facts()[M.WRN], trainer.epoch)
+    last = time.monotonic()
     while not trainer.done:
         row = trainer.run_epoch()
         row[M.GPU_SHARE] = gpu_share
         row[M.NODE_ID] = ray.get_runtime_context().get_node_id()
+        if not checkpoint_due(trainer.done, time.monotonic() - last, interval_s):
+            tune.report(row)
+            continue
         with tempfile.TemporaryDirectory() as directory:
             save_checkpoint(trainer, Path(directory))
             tune.report(row, checkpoint=tune.Checkpoint.from_directory(directory))
+        last = time.monotonic()
