@@ -326,8 +326,8 @@ def _checkpoints_reported(run_dir: Path) -> int:
 def memory(args: argparse.Namespace, storage: Path,
            rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     for i, run in enumerate(r.strip() for r in args.memory_runs.split(",") if r.strip()):
-        run, _, interval = run.partition("@")
-        searcher, _, variant = run.partition(":")
+        tuner, _, interval = run.partition("@")
+        searcher, _, variant = tuner.partition(":")
         variant = variant or "default"
         os.environ[WORK_ENV] = f"sleep:{args.memory_epoch_s}"
         name = f"memory-{i}-{searcher}-{variant}-{interval or 0}"

@@ -49,6 +49,7 @@ import os
 import sys
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -87,7 +88,6 @@ SPACES = {
               "peak_lr": [0.02, 0.1]},
 }
 TARGET = 0.95
-SPACE_COLUMNS = ("depth", "width", "train_eps", "train_steps", "peak_lr")
 CHECKPOINTS = (0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5, 0.75, 1.0)  # fractions of the grid's time
 REFERENCES = {  # the hypervolume's reference accuracy: name -> what it is
     "zero": "accuracy 0, the reference point of `analysis`",
@@ -131,62 +131,72 @@ def strategy_spec(args: argparse.Namespace, strategy: str, seed: int,
     })
 
 
-def ensure_run(spec: ExperimentSpec) -> tuple[Path, bool]:
-    """Run the spec unless its run directory already holds a finished run; True if it ran."""
+def ensure_run(spec: ExperimentSpec) -> Path:
+    """Run the spec unless its run directory already holds a finished run."""
     run_dir = Path(spec.run_dir)
     state_file = run_dir / metrics.DRIVER_DIR / metrics.RUN_FILE
     if state_file.exists():
         state = json.loads(state_file.read_text()).get("state")
         if state in FINISHED:
-            return run_dir, False
+            return run_dir
         raise SystemExit(f"--storage: {run_dir} holds an unfinished run ({state}); "
                          "delete it or pick another --storage")
     print(f"[{time.strftime('%H:%M:%S')}] {spec.name}: running "
           f"({spec.budget.time:.0f} s budget)", flush=True)
     run_search(spec)
-    return run_dir, True
+    return run_dir
 
 
-def read_run(run_dir: Path) -> tuple[pd.DataFrame, str, float, float, float]:
-    """Trials, objective column, hypervolume size bound, first trial start, and span (first
-    start to last end) of one run, from its directory alone."""
+@dataclass(frozen=True)
+class RunView:
+    """What the benchmark needs of one run directory, read once."""
+
+    name: str
+    trials: pd.DataFrame
+    acc_col: str  # the search objective: best validation robust accuracy at the first epsilon
+    ref_params: float  # the hypervolume's size bound (analysis.pareto.reference_params)
+    origin: float  # the first trial's start: time zero
+    span_s: float  # first trial start to last trial end
+    searched: list[str]  # the space's parameters, as trials columns
+
+
+def read_run(run_dir: Path) -> RunView:
     run = load_run(run_dir)
     trials = run.trials
     origin = float(pd.to_numeric(trials["start_time"], errors="coerce").min())
-    span = float(pd.to_numeric(trials["end_time"], errors="coerce").max()) - origin
-    acc_col = metrics.best_robust_acc_key(run.eval_epsilons[0])
-    return trials, acc_col, reference_params(run.spec, trials)[0], origin, span
+    return RunView(
+        name=run_dir.name, trials=trials,
+        acc_col=metrics.best_robust_acc_key(run.eval_epsilons[0]),
+        ref_params=reference_params(run.spec, trials)[0], origin=origin,
+        span_s=float(pd.to_numeric(trials["end_time"], errors="coerce").max()) - origin,
+        searched=[c for c in run.spec.get("space", {}) if c in trials.columns])
 
 
-def curve(run_dir: Path, ref_acc: float) -> pd.DataFrame:
+def curve(run: RunView, ref_acc: float) -> pd.DataFrame:
     """Hypervolume after each full-fidelity completion, timed from the run's first trial start."""
-    trials, acc_col, ref_params, origin, _ = read_run(run_dir)
-    return hypervolume_over_time(trials, acc_col=acc_col, ref_params=ref_params,
-                                 ref_acc=ref_acc, start_time=origin)
+    return hypervolume_over_time(run.trials, acc_col=run.acc_col, ref_params=run.ref_params,
+                                 ref_acc=ref_acc, start_time=run.origin)
 
 
-def floor_accuracy(grid_dir: Path) -> float:
+def floor_accuracy(grid: RunView) -> float:
     """The grid's worst full-fidelity accuracy: the accuracy of the 'floor' reference point."""
-    trials, acc_col, *_ = read_run(grid_dir)
-    done = trials[trials["full_fidelity"].astype(bool)]
-    return float(pd.to_numeric(done[acc_col], errors="coerce").min())
+    done = grid.trials[grid.trials["full_fidelity"].astype(bool)]
+    return float(pd.to_numeric(done[grid.acc_col], errors="coerce").min())
 
 
-def record(run_dir: Path, strategy: str | None, seed: int | None,
+def record(run: RunView, strategy: str | None, seed: int | None,
            references: dict[str, float]) -> dict[str, Any]:
     """One run's hypervolume curves at each reference accuracy, and its size."""
-    trials, *_, span = read_run(run_dir)
-    curves = {name: curve(run_dir, acc) for name, acc in references.items()}
-    searched = [c for c in SPACE_COLUMNS if c in trials.columns]
-    out = {"strategy": strategy, "seed": seed, "span_s": span, "trials": len(trials),
-           "distinct": len(trials[searched].drop_duplicates()),
+    curves = {name: curve(run, acc) for name, acc in references.items()}
+    out = {"strategy": strategy, "seed": seed, "span_s": run.span_s, "trials": len(run.trials),
+           "distinct": len(run.trials[run.searched].drop_duplicates()),
            "reference_accuracy": references,
            "hypervolume": {k: float(hv["hypervolume"].max()) if len(hv) else 0.0
                            for k, hv in curves.items()},
            "curve": {k: hv[["time_s", "hypervolume"]].to_dict(orient="records")
                      for k, hv in curves.items()}}
-    print(f"  {run_dir.name}: {len(trials)} trials, {len(curves['zero'])} full fidelity, "
-          f"span {span:.0f} s, hypervolume {out['hypervolume']}", flush=True)
+    print(f"  {run.name}: {len(run.trials)} trials, {len(curves['zero'])} full fidelity, "
+          f"span {run.span_s:.0f} s, hypervolume {out['hypervolume']}", flush=True)
     return out
 
 
@@ -327,15 +337,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     start_ray(None, num_cpus=args.slots)
     runs: dict[str, dict[str, Any]] = {}
     try:
-        grid_dir, _ = ensure_run(grid)
-        references = {"zero": 0.0, "floor": floor_accuracy(grid_dir)}
-        runs["grid"] = record(grid_dir, None, None, references)
+        grid_run = read_run(ensure_run(grid))
+        references = {"zero": 0.0, "floor": floor_accuracy(grid_run)}
+        runs["grid"] = record(grid_run, None, None, references)
         budget_s = math.ceil(args.budget * runs["grid"]["span_s"])
         for seed in range(args.seeds):
             order = strategies[seed % len(strategies):] + strategies[:seed % len(strategies)]
             for strategy in order:
-                run_dir, _ = ensure_run(strategy_spec(args, strategy, seed, budget_s))
-                runs[run_dir.name] = record(run_dir, strategy, seed, references)
+                run = read_run(ensure_run(strategy_spec(args, strategy, seed, budget_s)))
+                runs[run.name] = record(run, strategy, seed, references)
     finally:
         ray.shutdown()
     checkpoints = [c for c in CHECKPOINTS if c <= args.budget + 1e-9]
