@@ -32,6 +32,16 @@ from trainables.config import DATASETS, ConfigError, parse_epsilon
 logger = logging.getLogger(__name__)
 
 STATUSES = ("complete", "stopped", "error", "running", "incomplete")
+# Where a trial's seconds went, for the report's spend plot: status, split by who stopped it.
+OUTCOMES = {
+    "full fidelity": "reached full fidelity: eligible for the front",
+    "stopped at a rung": "stopped early by the scheduler's rung rule",
+    "stopped: could not finish": "stopped because its own rate said it could not finish in "
+                                 "the budget left",
+    "cut short": "still training when the budget ran out or the run was interrupted",
+    "errored": "failed",
+    "running": "still running (the run is live)",
+}
 FINISHED_STATES = ("finished", "budget_exhausted")
 RESULT_FILE = "result.json"
 PARAMS_FILE = "params.json"
@@ -64,6 +74,8 @@ class Run:
     trials: pd.DataFrame  # one row per trial
     history: pd.DataFrame  # one row per trial per epoch
     unreadable: list[tuple[str, str]] = field(default_factory=list)  # (trial_dir, reason)
+    # every early-stopping decision the scheduler made (rungs.jsonl), one row each
+    decisions: pd.DataFrame = field(default_factory=pd.DataFrame)
 
     @property
     def name(self) -> str:
@@ -156,6 +168,7 @@ def load_run(run_dir: Path) -> Run:
     spec = _read_json_object(driver / metrics.SPEC_JSON)
     run_state = _read_json_object(driver / metrics.RUN_FILE)
     events = _read_events(driver / EVENTS_FILE)
+    decisions = read_decisions(driver / metrics.RUNGS_FILE)
     context = _Context(
         epsilons=spec_epsilons(spec),
         num_classes=DATASETS.get(str((spec.get("data") or {}).get("dataset")), 10),
@@ -174,15 +187,47 @@ def load_run(run_dir: Path) -> Run:
         readable.append((trial_dir, history, trial_id))
     if not context.epsilons:  # no spec: take the epsilons the results carry
         context.epsilons.extend(_epsilons_in(c for _, h, _ in readable for c in h.columns))
+    budget_stops = set(decisions.loc[decisions["reason"] == "budget", "trial_id"].astype(str)) \
+        if len(decisions) else set()
     rows = [
         _summarise(d, trial_id, h, _read_json_object(d / PARAMS_FILE), events, context)
         for d, h, trial_id in readable
     ]
+    for row in rows:
+        row["stopped_by"] = (("budget" if row["trial_id"] in budget_stops else "rung")
+                             if row["status"] == "stopped" else None)
+        row["outcome"] = _outcome(row["status"], row["stopped_by"])
     histories = [h for _, h, _ in readable]
     trials = _trials_frame(rows, context.epsilons)
     trials = _merge_evaluation(trials, run_dir / EVALUATION_DIR)
     history = pd.concat(histories, ignore_index=True) if histories else pd.DataFrame()
-    return Run(run_dir, spec, run_state, trials, history, unreadable)
+    return Run(run_dir, spec, run_state, trials, history, unreadable, decisions)
+
+
+def _outcome(status: str, stopped_by: str | None) -> str:
+    """The trial's entry in OUTCOMES."""
+    if status == "stopped":
+        return "stopped: could not finish" if stopped_by == "budget" else "stopped at a rung"
+    return {"complete": "full fidelity", "error": "errored", "running": "running"}.get(
+        status, "cut short")
+
+
+def read_decisions(path: Path) -> pd.DataFrame:
+    """rungs.jsonl as a table: trial_id, milestone (None for a budget stop), decision, reason
+    ("rank", "within-noise" or "budget"), margin, epochs_done, wall_time_s, ..."""
+    columns = ["trial_id", "milestone", "decision", "reason", "margin", metrics.EPOCHS_DONE]
+    if not path.exists():
+        return pd.DataFrame(columns=columns)
+    good, bad = _json_lines(path)
+    for number, message in bad:
+        logger.warning("%s line %d dropped: %s", path, number, message)
+    frame = pd.DataFrame([{k: v for k, v in r.items() if _scalar(v)} for r in good])
+    for column in columns:
+        if column not in frame.columns:
+            frame[column] = None
+    for column in ("milestone", "margin", metrics.EPOCHS_DONE):
+        frame[column] = pd.to_numeric(frame[column], errors="coerce")
+    return frame
 
 
 def trial_dirs(run_dir: Path) -> list[Path]:
@@ -385,8 +430,8 @@ def _summarise(
     """One trials row: hyperparameters, status, fidelity, best and last accuracies."""
     hyper = {k: _last(history, k) for k in metrics.HYPERPARAMETERS}
     hyper = {k: v if v is not None else _config_value(config, k) for k, v in hyper.items()}
-    epochs_done = _last(history, metrics.EPOCHS_DONE)
-    epochs_done = int(epochs_done) if epochs_done is not None else 0
+    epochs_done = _number(_last(history, metrics.EPOCHS_DONE))
+    epochs_done = 0.0 if math.isnan(epochs_done) else epochs_done  # a fraction at sub-epoch rungs
     max_epochs = _last(history, metrics.MAX_EPOCHS)
     if max_epochs is None:
         max_epochs = _config_value(config, metrics.MAX_EPOCHS)
@@ -404,6 +449,7 @@ def _summarise(
     if math.isnan(end_time) and trial_events:
         end_time = _number(trial_events[-1].get("time"))
     wall = _last(history, metrics.WALL_TIME_S)
+    wall = wall if wall is not None else _last(history, "time_total_s")
     row: dict[str, Any] = {
         "trial_id": trial_id,
         "trial_dir": trial_dir.name,
@@ -423,7 +469,10 @@ def _summarise(
         metrics.VAL_ROBUST_ACC: _last(history, metrics.VAL_ROBUST_ACC),
         **{metrics.robust_acc_key(e): _last(history, metrics.robust_acc_key(e))
            for e in context.epsilons},
-        metrics.WALL_TIME_S: wall if wall is not None else _last(history, "time_total_s"),
+        metrics.WALL_TIME_S: wall,
+        # predicted before the trial started, and measured: seconds per epoch
+        metrics.PREDICTED_EPOCH_S: _last(history, metrics.PREDICTED_EPOCH_S),
+        "actual_epoch_s": _number(wall) / epochs_done if epochs_done > 0 else math.nan,
         metrics.GPU_SHARE: _last(history, metrics.GPU_SHARE),
         "start_time": _number(next((e.get("time") for e in trial_events), None)),
         "end_time": end_time,
@@ -468,9 +517,10 @@ def _trials_frame(rows: list[dict[str, Any]], epsilons: Sequence[float]) -> pd.D
     accuracy += [metrics.robust_acc_key(e) for e in epsilons]
     numeric = [metrics.PARAMS, metrics.BEST_EPOCH, metrics.WALL_TIME_S, metrics.GPU_SHARE,
                metrics.PEAK_LR, metrics.WEIGHT_DECAY, metrics.TRAIN_EPS, metrics.TRAIN_STEPS,
+               metrics.EPOCHS_DONE, metrics.PREDICTED_EPOCH_S, "actual_epoch_s",
                "start_time", "end_time", *accuracy]
     columns = ["trial_id", "trial_dir", metrics.WRN, *metrics.HYPERPARAMETERS, "status",
-               "error", metrics.DIVERGED, metrics.EPOCHS_DONE, metrics.MAX_EPOCHS,
+               "stopped_by", "outcome", "error", metrics.DIVERGED, metrics.MAX_EPOCHS,
                "full_fidelity", *numeric]
     frame = pd.DataFrame(rows) if rows else pd.DataFrame(columns=list(dict.fromkeys(columns)))
     for column in numeric:

@@ -102,6 +102,17 @@ def hypervolume_2d(points: np.ndarray, *, ref_params: float, ref_acc: float = RE
         ref_params: the size bound of the reference point (> 0, in parameters).
         ref_acc: the accuracy of the reference point.
     """
+    widths, heights = _staircase(points, ref_params=ref_params, ref_acc=ref_acc)
+    return float(np.sum(widths * (heights - ref_acc)))
+
+
+def _staircase(points: np.ndarray, *, ref_params: float,
+               ref_acc: float) -> tuple[np.ndarray, np.ndarray]:
+    """The dominated region as segments of log10 params: (widths, best accuracy over each).
+
+    Segment i spans from the i-th smallest model to the next (the last one to the reference);
+    its height is the best accuracy of any point at or left of it, never below `ref_acc`.
+    """
     values = np.asarray(points, dtype=float).reshape(-1, 2)
     if not (ref_params > 0 and math.isfinite(ref_params)):
         raise ValueError(f"ref_params must be a positive number, but got {ref_params}")
@@ -112,12 +123,57 @@ def hypervolume_2d(points: np.ndarray, *, ref_params: float, ref_acc: float = RE
     keep = (x < x_ref) & (acc > ref_acc) & np.isfinite(acc)
     x, acc = x[keep], acc[keep]
     if len(x) == 0:
-        return 0.0
+        return np.zeros(0), np.zeros(0)
     order = np.lexsort((-acc, x))  # by size, best accuracy first among equal sizes
     x, acc = x[order], acc[order]
-    height = np.maximum.accumulate(acc) - ref_acc  # best accuracy reachable at this size
-    width = np.diff(np.append(x, x_ref))
-    return float(np.sum(width * height))
+    heights = np.maximum.accumulate(acc)  # best accuracy reachable at this size
+    return np.diff(np.append(x, x_ref)), heights
+
+
+def expected_hypervolume_gain(
+    points: np.ndarray,
+    params: np.ndarray,
+    mean: np.ndarray,
+    std: np.ndarray,
+    *,
+    ref_params: float,
+    ref_acc: float = REF_ACC,
+) -> np.ndarray:
+    """Expected hypervolume a new point adds to the front of `points`, for each candidate.
+
+    A candidate's size is known exactly and its accuracy is uncertain, A ~ N(mean, std^2).
+    It adds the area between A and the front's staircase from its size to the reference,
+    so the expectation is a sum over staircase segments of width x E[max(0, A - height)],
+    each the closed form of expected improvement: (m - h) Phi(z) + s phi(z), z = (m - h) / s
+    (Emmerich et al. 2006 in two objectives, one of them known).
+
+    Args:
+        points: (n, 2) front (or any set) of (params, accuracy); may be empty.
+        params, mean, std: per candidate, its size and its predicted accuracy.
+        ref_params, ref_acc: the reference point, as in `hypervolume_2d`.
+    """
+    from scipy.stats import norm
+
+    params = np.asarray(params, dtype=float)
+    mean, std = np.asarray(mean, dtype=float), np.maximum(np.asarray(std, dtype=float), 1e-9)
+    x_ref = math.log10(ref_params)
+    widths, heights = _staircase(np.asarray(points, dtype=float).reshape(-1, 2),
+                                 ref_params=ref_params, ref_acc=ref_acc)
+    if len(widths):
+        starts = x_ref - np.cumsum(widths[::-1])[::-1]  # left edge of every segment
+    else:
+        starts = np.zeros(0)
+    # Segments as [left, right) with the height that holds there; left of the smallest
+    # front point only the reference accuracy holds.
+    lefts = np.concatenate([[-np.inf], starts])
+    rights = np.concatenate([starts[:1] if len(starts) else [x_ref], starts[1:], [x_ref]])
+    rights = rights[: len(lefts)]
+    levels = np.concatenate([[ref_acc], heights])
+    x = np.log10(params)[:, None]
+    covered = np.clip(rights[None, :] - np.maximum(lefts[None, :], x), 0.0, None)
+    z = (mean[:, None] - levels[None, :]) / std[:, None]
+    gain = (mean[:, None] - levels[None, :]) * norm.cdf(z) + std[:, None] * norm.pdf(z)
+    return np.sum(covered * gain, axis=1)
 
 
 def hypervolume_over_time(

@@ -102,6 +102,13 @@ def _params_axis(ax: Axes) -> None:
     ax.set_xlabel("parameters (log scale)")
 
 
+def _log_axis(axis: object) -> None:
+    """Plain numbers (0.5, 2, 100) at 1-2-5 steps on a log axis, no minor labels."""
+    axis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))  # type: ignore[attr-defined]
+    axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))  # type: ignore[attr-defined]
+    axis.set_minor_formatter(FuncFormatter(lambda v, _: ""))  # type: ignore[attr-defined]
+
+
 def _empty(ax: Axes, message: str) -> None:
     ax.text(0.5, 0.5, message, transform=ax.transAxes, ha="center", va="center",
             color="#666666")
@@ -367,3 +374,84 @@ def evaluation_curves_figure(records: Sequence[Mapping[str, object]]) -> Figure:
         ax.set_ylim(-2, 102)
         ax.legend(fontsize=7, loc="upper right")
         return fig
+
+
+OUTCOME_COLORS = {
+    "full fidelity": FRONT_COLOR,
+    "stopped at a rung": "#8c8c8c",
+    "stopped: could not finish": "#c77c00",
+    "cut short": "#c0392b",
+    "errored": "#000000",
+    "running": "#6aa84f",
+}
+
+
+def spend_figure(run: Run) -> tuple[Figure, dict[str, str]]:
+    """Seconds each trial trained against its size, coloured by how it ended: where the budget
+    went. Only full-fidelity trials can enter a front; every other second bought none."""
+    with matplotlib.rc_context(_RC):
+        fig = Figure(figsize=(8.2, 4.2), layout="constrained")
+        ax = fig.add_subplot()
+        tips: dict[str, str] = {}
+        trials = run.trials
+        usable = (trials.dropna(subset=[metrics.PARAMS, metrics.WALL_TIME_S])
+                  if not trials.empty else trials)
+        if usable.empty:
+            _empty(ax, "no trial has reported yet")
+            return fig, tips
+        for i, (_, row) in enumerate(usable.iterrows()):
+            gid = f"tip-{i}"
+            tips[gid] = (f"{trial_tooltip(row, run.eval_epsilons)}\n{row['outcome']}, "
+                         f"{row[metrics.WALL_TIME_S]:.0f} s")
+            color = OUTCOME_COLORS.get(str(row["outcome"]), "#777777")
+            _point(ax, row[metrics.PARAMS], row[metrics.WALL_TIME_S], gid, marker="o", ms=6,
+                   color=color, mec="white", zorder=3)
+        _params_axis(ax)
+        _log_axis(ax.yaxis)
+        ax.set_yscale("log")
+        ax.set_ylabel("seconds trained (log scale)")
+        present = [o for o in OUTCOME_COLORS if (usable["outcome"] == o).any()]
+        ax.legend(handles=[Line2D([], [], marker="o", linestyle="none", color=OUTCOME_COLORS[o],
+                                  mec="white", ms=6, label=o) for o in present],
+                  fontsize=8, loc="best")
+        return fig, tips
+
+
+def cost_figure(run: Run) -> tuple[Figure, dict[str, str]]:
+    """Predicted against measured seconds per epoch, per trial: how well the search knew what
+    each trial would cost when it chose it."""
+    with matplotlib.rc_context(_RC):
+        fig = Figure(figsize=(5.6, 4.4), layout="constrained")
+        ax = fig.add_subplot()
+        tips: dict[str, str] = {}
+        cols = [metrics.PREDICTED_EPOCH_S, "actual_epoch_s"]
+        trials = run.trials
+        usable = trials.dropna(subset=cols) if not trials.empty else trials
+        usable = usable[(usable[cols] > 0).all(axis=1)] if len(usable) else usable
+        if usable.empty:
+            _empty(ax, "no trial with a prediction and a measured epoch")
+            return fig, tips
+        for i, (_, row) in enumerate(usable.iterrows()):
+            gid = f"tip-{i}"
+            tips[gid] = (f"{row[metrics.WRN]}: predicted {row[cols[0]]:.2f} s, measured "
+                         f"{row[cols[1]]:.2f} s per epoch\ntrial {row['trial_id']}")
+            color = OUTCOME_COLORS.get(str(row["outcome"]), "#777777")
+            _point(ax, row[cols[0]], row[cols[1]], gid, marker="o", ms=6, color=color,
+                   mec="white", zorder=3)
+        low = float(usable[cols].min().min()) / 1.5
+        high = float(usable[cols].max().max()) * 1.5
+        line = np.array([low, high])
+        ax.plot(line, line, color="#444444", lw=1, label="exact")
+        for factor, style in ((2.0, ":"),):
+            ax.plot(line, line * factor, style, color="#999999", lw=1, label=f"x{factor:g} / x1/{factor:g}")
+            ax.plot(line, line / factor, style, color="#999999", lw=1)
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        _log_axis(ax.xaxis)
+        _log_axis(ax.yaxis)
+        ax.set_xlim(low, high)
+        ax.set_ylim(low, high)
+        ax.set_xlabel("predicted seconds per epoch (before the trial started)")
+        ax.set_ylabel("measured seconds per epoch")
+        ax.legend(fontsize=8, loc="upper left")
+        return fig, tips

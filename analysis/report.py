@@ -22,10 +22,11 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from analysis import plots
-from analysis.load import STATUSES, Evaluation, Run, load_run, read_evaluation
+from analysis.load import OUTCOMES, STATUSES, Evaluation, Run, load_run, read_evaluation
 from analysis.pareto import PUBLISHED_REFERENCE, Front, fronts, hypervolume_over_time
 from analysis.pareto import reference_params as _reference_params
 from analysis.plots import human_params, pct
+from analysis.spend import cost_error, rung_table, spend_table, unfinished_spend
 from trainables import metrics
 from trainables.config import ConfigError, fail
 from trainables.evaluation import TEST_CLEAN_ACC, strong_acc_key
@@ -180,39 +181,6 @@ def _write_tables(run: Run, all_fronts: Sequence[Front], out: Path, fmt: str,
 # ---------------------------------------------------------------- content
 
 
-def scheduler_rungs(run: Run) -> pd.DataFrame | None:
-    """Trials stopped at each rung of the scheduler (None when nothing stops trials early).
-
-    Rungs are the milestones grace * rf^k < max epochs; a stopped trial belongs to the
-    rung whose milestone equals its epochs done; the rest (budget end, divergence) are
-    counted in a last row.
-    """
-    scheduler = run.spec.get("scheduler") or {}
-    if scheduler.get("kind", "none") == "none":
-        return None
-    grace, factor = scheduler.get("grace_period"), scheduler.get("reduction_factor")
-    max_epochs = (run.spec.get("training") or {}).get("epochs")
-    if not grace or not factor or factor <= 1 or not max_epochs:
-        return None
-    milestones = []
-    milestone = float(grace)
-    while milestone < max_epochs:
-        milestones.append(milestone)
-        milestone *= factor
-    trials = run.trials
-    done = trials[metrics.EPOCHS_DONE] if len(trials) else pd.Series(dtype=float)
-    stopped = done[trials["status"] == "stopped"] if len(trials) else done
-    rows = [
-        {"rung": k, "milestone_epoch": m, "reached": int((done >= m).sum()),
-         "stopped_here": int((stopped == m).sum())}
-        for k, m in enumerate(milestones)
-    ]
-    other = int((~stopped.isin(milestones)).sum())
-    rows.append({"rung": "other", "milestone_epoch": np.nan, "reached": np.nan,
-                 "stopped_here": other})
-    return pd.DataFrame(rows)
-
-
 def _duration(seconds: Any) -> str:
     if seconds is None or not np.isfinite(float(seconds)):
         return "—"
@@ -277,6 +245,7 @@ def _headline(run: Run, all_fronts: Sequence[Front], ref_reason: str,
         ("State", state),
         ("Budget", _budget(run.run_state)),
         ("Trials", _status_counts(run)),
+        ("Spent without full fidelity", unfinished_spend(run)),
         ("Threat model", _threat_model(run.spec)),
         ("Objective", f"validation {main.label} of the best-robust checkpoint"),
         ("Front size", f"{len(main.members)} of {n_full} full-fidelity trials"),
@@ -542,20 +511,67 @@ def _run_start(run: Run) -> float | None:
 
 def _rung_section(run: Run) -> list[Block]:
     blocks: list[Block] = [Heading(2, "Early stopping")]
-    rungs = scheduler_rungs(run)
-    kind = (run.spec.get("scheduler") or {}).get("kind", "unknown")
-    if rungs is None:
-        blocks.append(Para(f"Scheduler: {kind}; no rungs, so no trial is stopped early."))
+    scheduler = run.spec.get("scheduler") or {}
+    kind = scheduler.get("kind", "unknown")
+    plan = run.run_state.get("plan") or {}
+    rungs = rung_table(run)
+    text = f"Scheduler: {kind}"
+    if kind != "none" and plan.get("rungs"):
+        text += (f"; rungs at {', '.join(f'{m:g}' for m in plan['rungs'])} epochs (grace period "
+                 f"{plan.get('grace_period', scheduler.get('grace_period'))}, reduction factor "
+                 f"{scheduler.get('reduction_factor')}); a trial is judged at the first result "
+                 "past a milestone")
+    if kind != "none":
+        text += (f". Noise allowance: a trial is stopped only if it would still be stopped with "
+                 f"its robust accuracy raised by {scheduler.get('noise_z', 0)} standard errors of "
+                 "the difference of two accuracies on its validation images (binomial).")
+    if (run.spec.get("budget") or {}).get("only_finishable", False):
+        text += (" A running trial whose own rate says it cannot reach full fidelity in the "
+                 "budget left is stopped (\"could not finish\").")
+    blocks.append(Para(text))
+    if rungs.empty:
+        blocks.append(Para("No decision recorded (no trial reached a rung, or the run predates "
+                           "the decision record)."))
         return blocks
-    sched = run.spec["scheduler"]
-    blocks.append(Para(f"Scheduler {kind}: grace period {sched['grace_period']} epoch(s), "
-                       f"reduction factor {sched['reduction_factor']}. A trial stopped at a "
-                       "rung trained exactly that rung's milestone epochs."))
-    rows = [[str(r.rung), _fmt_num(r.milestone_epoch), _fmt_num(r.reached),
-             str(r.stopped_here)] for r in rungs.itertuples()]
-    rows[-1][0] = "elsewhere (budget end, divergence, ...)"
-    blocks.append(Table(["rung", "milestone epoch", "trials reaching it", "stopped there"],
-                        rows, [False, True, True, True]))
+    rows = [["could not finish (budget)" if pd.isna(r.milestone) else f"{r.milestone:g}",
+             str(r.judged), str(r.stopped), str(r.continued), str(r.within_noise)]
+            for r in rungs.itertuples()]
+    blocks.append(Table(["rung (epochs)", "trials judged", "stopped", "continued",
+                         "continued within noise"], rows, [False, True, True, True, True]))
+    return blocks
+
+
+def _spend_sections(run: Run) -> list[Block]:
+    blocks: list[Block] = [Heading(2, "Where the budget went")]
+    fig, tips = plots.spend_figure(run)
+    blocks.append(Plot("spend", fig, "Seconds each trial trained, against its size, coloured "
+                       "by how it ended. Only full-fidelity trials can enter a front.", tips))
+    table = spend_table(run)
+    if len(table):
+        blocks.append(Table(["outcome", "what it means", "trials", "trial time", "share"],
+                            [[r.outcome, OUTCOMES[r.outcome], str(r.trials), _duration(r.seconds),
+                              f"{100 * r.share:.0f}%"] for r in table.itertuples()],
+                            [False, False, True, True, True]))
+    blocks.append(Para(unfinished_spend(run) + "."))
+    blocks.append(Heading(3, "Cost model"))
+    error = cost_error(run)
+    plan = run.run_state.get("plan") or {}
+    prior = plan.get("cost_prior_flops_per_s")
+    prior_text = (f" Before any trial reported, it assumed {prior / 1e9:.0f} GFLOP/s per unit "
+                  "of device." if isinstance(prior, (int, float)) else "")
+    if error is None:
+        blocks.append(Para("No trial carries both a prediction and a measured epoch."
+                           + prior_text))
+        return blocks
+    fig, tips = plots.cost_figure(run)
+    blocks.append(Para(
+        "Before it started each trial, the search predicted its seconds per epoch from the "
+        "configuration's FLOPs and the throughput measured so far (`search.cost_model`)."
+        + prior_text + f" Over {error['trials']:.0f} trials the measured time was within a "
+        f"median factor of {error['median_factor']:.2f} of the prediction; "
+        f"{100 * error['within_1_5']:.0f}% within 1.5x, {100 * error['within_2']:.0f}% within 2x."))
+    blocks.append(Plot("cost_model", fig, "Predicted vs measured seconds per epoch, per trial "
+                       "(dotted: a factor of 2).", tips))
     return blocks
 
 
@@ -570,7 +586,7 @@ def _problem_section(run: Run) -> list[Block]:
         blocks.append(Para("None."))
         return blocks
     rows = [[str(r["trial_dir"]), "error", str(r[metrics.WRN]),
-             str(r[metrics.EPOCHS_DONE]), str(r["error"] or "no message")]
+             _fmt_num(r[metrics.EPOCHS_DONE]), str(r["error"] or "no message")]
             for _, r in errors.iterrows()]
     rows += [[name, "unreadable", "—", "—", reason] for name, reason in run.unreadable]
     blocks.append(Table(["trial directory", "status", "WRN", "epochs", "reason"], rows,
@@ -585,7 +601,7 @@ def _all_trials(run: Run) -> list[Block]:
     order = run.trials.sort_values(["status", metrics.PARAMS], kind="stable")
     rows = [[str(r["trial_id"]), str(r[metrics.WRN]), human_params(r[metrics.PARAMS]),
              str(r["status"]),
-             f"{r[metrics.EPOCHS_DONE]}/{plots.int_or_dash(r[metrics.MAX_EPOCHS])}",
+             f"{_fmt_num(r[metrics.EPOCHS_DONE])}/{plots.int_or_dash(r[metrics.MAX_EPOCHS])}",
              pct(r[metrics.BEST_VAL_CLEAN_ACC]), pct(r[main]) if main else "—",
              _duration(r[metrics.WALL_TIME_S])] for _, r in order.iterrows()]
     table = Table(["trial", "WRN", "params", "status", "epochs", "val clean", "val robust",
@@ -613,6 +629,7 @@ def _document(run: Run, all_fronts: Sequence[Front], ref_reason: str,
     if evaluation is not None:
         blocks += _evaluation_sections(run, evaluation)
     blocks += _progress_sections(run, all_fronts)
+    blocks += _spend_sections(run)
     blocks += _rung_section(run)
     blocks += _problem_section(run)
     blocks += [Heading(2, "Trials"), *_all_trials(run)]

@@ -7,6 +7,7 @@ from pathlib import Path
 from analysis.load import STATUSES, load_run
 from analysis.pareto import front
 from analysis.plots import eps_text
+from analysis.spend import unfinished_spend
 from trainables import metrics
 
 
@@ -27,6 +28,7 @@ def status_text(run_dir: Path) -> str:
                      f"resumed {state.get('resumes', 0)} times")
     lines.append("trials: " + ", ".join(f"{int(counts.get(s, 0))} {s}" for s in STATUSES)
                  + (f", {len(run.unreadable)} unreadable" if run.unreadable else ""))
+    lines.append("spend: " + unfinished_spend(run))
     epsilons = run.eval_epsilons
     if not epsilons:
         return "\n".join(lines)

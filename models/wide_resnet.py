@@ -20,6 +20,7 @@ __all__ = [
     "WideResNet",
     "allowed_depths",
     "count_parameters",
+    "forward_flops",
     "validate_architecture",
     "wrn_16_4",
     "wrn_28_10",
@@ -90,6 +91,25 @@ def count_parameters(depth: int, width: int, num_classes: int = 10) -> int:
     total += 2 * final  # final bn
     total += final * num_classes + num_classes  # classifier
     return total
+
+
+def forward_flops(depth: int, width: int, num_classes: int = 10, image_size: int = 32) -> int:
+    """Forward FLOPs of one image through WRN-depth-width (2 per multiply-add), without building it.
+
+    Convolutions and the classifier only: BatchNorm, ReLU and the residual additions are a
+    fraction of a percent. The search uses it to predict a trial's cost before it starts
+    (`trainables.cost`); a test checks it against torch's FlopCounterMode.
+    """
+    validate_architecture(depth, width)
+    size = image_size
+    macs = size * size * 3 * _STEM_CHANNELS * 9  # stem conv
+    for in_ch, out_ch, stride in _stage_plan(depth, width):
+        size //= stride
+        macs += size * size * (in_ch * out_ch * 9 + out_ch * out_ch * 9)  # conv1, conv2
+        if in_ch != out_ch:
+            macs += size * size * in_ch * out_ch  # 1x1 shortcut
+    macs += _STAGE_WIDTHS[-1] * width * num_classes  # classifier
+    return 2 * macs
 
 
 class BasicBlock(nn.Module):

@@ -18,6 +18,7 @@ from typing import Any
 import pyarrow.fs as pafs
 from ray import tune
 
+from search.budget import BudgetClock
 from trainables import metrics as M
 
 log = logging.getLogger(__name__)
@@ -88,33 +89,33 @@ def new_run_state(name: str, budget_s: float) -> dict[str, Any]:
 class RunRecorder(tune.Callback):
     """Tune callback: appends trial events and keeps run.json's budget use current.
 
-    Pickled with the experiment, so after `resume` it carries on; `__setstate__`
-    re-reads what the previous driver wrote and restarts the session clock.
+    Pickled with the experiment, so after `resume` it carries on; its `BudgetClock` (shared
+    with the searcher and the scheduler) re-reads what the previous driver wrote and restarts
+    the session clock.
     """
 
     def __init__(self, run_dir: str, printer: Callable[[str], None] | None = None,
-                 interval_s: float = 2.0) -> None:
+                 interval_s: float = 2.0, clock: BudgetClock | None = None) -> None:
         self.run_dir = run_dir
         self.printer = printer
         self.interval_s = interval_s
+        self.clock = clock if clock is not None else BudgetClock(run_dir, 0.0)
         self._reset()
 
     def _reset(self) -> None:
         self.files = RunFiles(self.run_dir)
-        state = self.files.read_json(RUN_FILE)
-        self.elapsed_before = float(state.get("elapsed_s", 0.0))
-        self.budget_s = float(state.get("budget_s", 0.0))
-        self.session_start = time.time()
         self.last_flush = 0.0
         self.last_line = ""
 
     def attach(self, run_dir: str, printer: Callable[[str], None] | None) -> None:
         """Point at the run folder where it is now (it may have moved) and print there."""
         self.run_dir, self.printer = run_dir, printer
+        self.clock.attach(run_dir)
         self._reset()
 
     def __getstate__(self) -> dict[str, Any]:
-        return {"run_dir": self.run_dir, "printer": None, "interval_s": self.interval_s}
+        return {"run_dir": self.run_dir, "printer": None, "interval_s": self.interval_s,
+                "clock": self.clock}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
@@ -122,7 +123,11 @@ class RunRecorder(tune.Callback):
 
     @property
     def elapsed_s(self) -> float:
-        return self.elapsed_before + time.time() - self.session_start
+        return self.clock.elapsed_s
+
+    @property
+    def budget_s(self) -> float:
+        return self.clock.budget_s
 
     # ---------------------------------------------------------------- events
     def _event(self, trial: Any, event: str, error: str | None = None) -> None:
@@ -183,13 +188,19 @@ def front_size(points: list[tuple[int, float]]) -> int:
 
 
 def status_line(trials: list, elapsed_s: float, budget_s: float) -> str:
-    """Budget used/left, trials by state, and the size of the full-fidelity front."""
+    """Budget used/left, trials by state, the size of the full-fidelity front, and how much
+    trial time went to trials that ended without full fidelity (their seconds buy no front)."""
     counts = {"done": 0, "running": 0, "pending": 0, "stopped": 0, "errored": 0}
     points = []
+    spent = unfinished = 0.0
     for t in trials:
         last = t.last_result or {}
+        wall = last.get(M.WALL_TIME_S)
+        seconds = float(wall) if isinstance(wall, (int, float)) else 0.0
+        spent += seconds
         if t.status == "ERROR":
             counts["errored"] += 1
+            unfinished += seconds
         elif t.status == "RUNNING":
             counts["running"] += 1
         elif t.status == "PENDING":
@@ -200,7 +211,9 @@ def status_line(trials: list, elapsed_s: float, budget_s: float) -> str:
                 points.append((last[M.PARAMS], last[M.BEST_VAL_ROBUST_ACC]))
             else:
                 counts["stopped"] += 1
+                unfinished += seconds
     span = M.duration_label
     return (f"budget {span(elapsed_s)} used, {span(budget_s - elapsed_s)} left | trials: "
             + ", ".join(f"{v} {k}" for k, v in counts.items())
-            + f" | front: {front_size(points)}")
+            + f" | front: {front_size(points)}"
+            + f" | no full fidelity: {span(unfinished)} of {span(spent)} trial time")

@@ -5,6 +5,15 @@ and those are the left end of the accuracy-per-parameter front this search exist
 MO-ASHA (Schmucker et al. 2021) keeps ASHA's asynchronous rungs but promotes by non-dominated
 rank, with NSGA-II crowding distance (Deb et al. 2002) breaking ties inside a rank.
 
+Both schedulers also (a) stop a trial that can no longer reach full fidelity in the budget
+left, from its own rate so far (its seconds would buy no front), (b) keep a trial whose
+score is within validation noise of the cutoff: it is stopped only if it would still be
+stopped with its accuracy raised by `noise_z` standard errors of a difference of two
+accuracies measured on `val_examples` images each (binomial), so a rung is not a coin toss;
+and (c) write every decision, with its reason, to the run's `wrn-search/rungs.jsonl`, which
+the report reads. Rungs may start at a fraction of an epoch (`grace_period` < 1): trials then
+evaluate and report there too, so an expensive trial is judged before it spends a whole epoch.
+
 Resuming: Ray 2.60's `Tuner.restore` unpickles the scheduler from `tuner.pkl`, which is
 written when the Tuner is built, so it comes back with empty rungs. The controller never
 calls `save`/`restore` on a scheduler. It re-adds every trial through `on_trial_add`, so both
@@ -30,8 +39,17 @@ from ray.tune.experiment import Trial
 from ray.tune.result import EXPR_RESULT_FILE
 from ray.tune.schedulers import AsyncHyperBandScheduler, FIFOScheduler, TrialScheduler
 
+from search.budget import BudgetClock, seconds_to_finish
+from search.progress import RunFiles
 from trainables.config import fail
-from trainables.metrics import EPOCHS_DONE, PARAMS, VAL_ROBUST_ACC
+from trainables.metrics import (
+    EPOCHS_DONE,
+    PARAMS,
+    RUNGS_FILE,
+    VAL_EXAMPLES,
+    VAL_ROBUST_ACC,
+    WALL_TIME_S,
+)
 
 if TYPE_CHECKING:
     from ray.tune.execution.tune_controller import TuneController
@@ -143,13 +161,72 @@ def _in_top_fraction(points: np.ndarray, index: int, reduction_factor: float) ->
     return int(better.sum()) < math.ceil(len(points) / reduction_factor)
 
 
+def noise_margin(accuracy: float | None, examples: Any, z: float) -> float:
+    """z standard errors of the difference between two accuracies near `accuracy`, each
+    measured on `examples` images (binomial, Agresti-Coull adjusted so it is never 0)."""
+    n = _number(examples)
+    if z <= 0 or accuracy is None or n is None or n < 1:
+        return 0.0
+    p = (accuracy * n + 2) / (n + 4)
+    return z * math.sqrt(2 * p * (1 - p) / n)
+
+
+# ---------------------------------------------------------------------------------------------
+# What both schedulers share: the budget stop and the decision record
+
+
+class _Decisions:
+    """Stops trials that cannot finish in the budget; writes every decision to rungs.jsonl."""
+
+    _clock: BudgetClock | None = None
+    _only_finishable: bool = False
+    _run_dir: str | None = None
+
+    def attach(self, run_dir: str, clock: BudgetClock | None = None) -> None:
+        """Where to write decisions, and the budget to hold trials to (None: no budget stop)."""
+        self._run_dir = run_dir
+        if clock is not None:
+            self._clock = clock
+
+    def _cannot_finish(self, result: Mapping[str, Any]) -> float | None:
+        """Seconds the trial still needs, when that exceeds the budget left; else None."""
+        if not self._only_finishable or self._clock is None:
+            return None
+        rest = seconds_to_finish(dict(result))
+        return rest if rest is not None and rest > self._clock.remaining_s else None
+
+    def _write(self, trial: Trial, result: Mapping[str, Any], **decision: Any) -> None:
+        if self._run_dir is None:
+            return
+        record = {"trial_id": trial.trial_id, EPOCHS_DONE: _number(result.get(EPOCHS_DONE)),
+                  WALL_TIME_S: _number(result.get(WALL_TIME_S)),
+                  "budget_elapsed_s": round(self._clock.elapsed_s, 1) if self._clock else None,
+                  **decision}
+        try:
+            RunFiles(self._run_dir).append_line(RUNGS_FILE, json.dumps(record))
+        except OSError as err:  # a decision record must never stop the search
+            logger.warning("could not record a rung decision in %s: %s", self._run_dir, err)
+
+    def _budget_stop(self, trial: Trial, result: Mapping[str, Any], time: float) -> str | None:
+        rest = self._cannot_finish(result)
+        if rest is None:
+            return None
+        self._write(trial, result, milestone=None, decision=TrialScheduler.STOP,
+                    reason="budget", needed_s=round(rest, 1),
+                    remaining_s=round(self._clock.remaining_s, 1) if self._clock else None)
+        logger.info("stopping trial %s: it needs %.0f s more, the budget has %.0f s left",
+                    trial.trial_id, rest, self._clock.remaining_s if self._clock else 0)
+        return TrialScheduler.STOP
+
+
+
 # ---------------------------------------------------------------------------------------------
 # Arguments
 
 
 def _check_schedule(max_t: Any, grace_period: Any, reduction_factor: Any, brackets: Any) -> None:
-    if _number(grace_period) is None or grace_period < 1:
-        raise ValueError(f"grace_period must be a number >= 1, but got {grace_period!r}")
+    if _number(grace_period) is None or grace_period <= 0:
+        raise ValueError(f"grace_period must be a number > 0, but got {grace_period!r}")
     if _number(reduction_factor) is None or reduction_factor <= 1:
         raise ValueError(f"reduction_factor must be a number > 1, but got {reduction_factor!r}")
     if _number(max_t) is None or max_t < grace_period:
@@ -234,12 +311,14 @@ class _Rung:
     points: dict[str, tuple[float, ...]] = field(default_factory=dict)
     stopped: int = 0
     continued: int = 0
+    within_noise: int = 0  # continued only because the gap to the cutoff was within noise
 
-    def count(self, decision: str | None) -> None:
+    def count(self, decision: str | None, within_noise: bool = False) -> None:
         if decision == TrialScheduler.STOP:
             self.stopped += 1
         elif decision == TrialScheduler.CONTINUE:
             self.continued += 1
+        self.within_noise += within_noise
 
 
 class _ParetoBracket:
@@ -257,18 +336,26 @@ class _ParetoBracket:
                 return None if trial_id in rung.points else rung
         return None
 
-    def judge(self, rung: _Rung, trial_id: str, point: tuple[float, ...]) -> str:
-        """Record the point, then continue it iff it is in the rung's top 1/rf."""
+    def judge(self, rung: _Rung, trial_id: str, point: tuple[float, ...],
+              margin: float = 0.0) -> tuple[str, bool]:
+        """Record the point, then continue it iff it is in the rung's top 1/rf, or would be
+        with its first objective `margin` better (within noise). Returns (decision, whether
+        the decision was taken within noise)."""
         rung.points[trial_id] = point
         ids = list(rung.points)
         points = np.array([rung.points[i] for i in ids], dtype=float)
-        keep = _in_top_fraction(points, ids.index(trial_id), self.reduction_factor)
+        index = ids.index(trial_id)
+        keep = _in_top_fraction(points, index, self.reduction_factor)
+        within_noise = False
+        if not keep and margin > 0 and not math.isnan(points[index, 0]):
+            points[index, 0] -= margin  # minimisation form: better is lower
+            within_noise = keep = _in_top_fraction(points, index, self.reduction_factor)
         decision = TrialScheduler.CONTINUE if keep else TrialScheduler.STOP
-        rung.count(decision)
-        return decision
+        rung.count(decision, within_noise)
+        return decision, within_noise
 
 
-class MOASHAScheduler(FIFOScheduler):
+class MOASHAScheduler(_Decisions, FIFOScheduler):
     """Asynchronous successive halving with a Pareto-aware rung rule (MO-ASHA).
 
     At each rung, a trial continues if its non-dominated rank among every result recorded at
@@ -287,6 +374,10 @@ class MOASHAScheduler(FIFOScheduler):
             the Tuner's metric/mode, which only drive the searcher.
         brackets: Number of brackets, as Ray's ASHA: bracket s starts at grace * rf**s.
         seed: Seeds the bracket draw when brackets > 1.
+        noise_z: Keep a trial within this many standard errors of the cutoff on the first
+            objective, an accuracy measured on `examples_attr` images (0: no allowance).
+        clock: The run's budget clock; with `only_finishable`, a trial whose own rate says it
+            cannot reach max_t in the budget left is stopped.
     """
 
     def __init__(
@@ -294,15 +385,25 @@ class MOASHAScheduler(FIFOScheduler):
         *,
         time_attr: str = EPOCHS_DONE,
         max_t: int,
-        grace_period: int = 1,
+        grace_period: float = 1,
         reduction_factor: float = 3,
         objectives: Sequence[tuple[str, str]] = DEFAULT_OBJECTIVES,
         brackets: int = 1,
         seed: int = 0,
+        noise_z: float = 0.0,
+        examples_attr: str = VAL_EXAMPLES,
+        clock: BudgetClock | None = None,
+        only_finishable: bool = False,
     ) -> None:
         _check_schedule(max_t, grace_period, reduction_factor, brackets)
         checked = _check_objectives(objectives)
+        if _number(noise_z) is None or noise_z < 0:
+            raise ValueError(f"noise_z must be a number >= 0, but got {noise_z!r}")
         super().__init__()
+        self._noise_z = float(noise_z)
+        self._examples_attr = examples_attr
+        self._clock = clock
+        self._only_finishable = only_finishable
         self._time_attr = time_attr
         self._max_t = max_t
         self._reduction_factor = reduction_factor
@@ -344,11 +445,21 @@ class MOASHAScheduler(FIFOScheduler):
             return TrialScheduler.CONTINUE
         if time >= self._max_t:
             return TrialScheduler.STOP
+        if self._budget_stop(trial, result, time) is not None:
+            self._num_stopped += 1
+            return TrialScheduler.STOP
         bracket = self._bracket_of(trial.trial_id)
         rung = bracket.rung_for(trial.trial_id, time)
         if rung is None:
             return TrialScheduler.CONTINUE
-        decision = bracket.judge(rung, trial.trial_id, _point(result, self._objectives))
+        point = _point(result, self._objectives)
+        accuracy = _number(result.get(self._objectives[0][0]))
+        margin = noise_margin(accuracy, result.get(self._examples_attr), self._noise_z)
+        decision, within_noise = bracket.judge(rung, trial.trial_id, point, margin)
+        self._write(trial, result, milestone=rung.milestone, decision=decision,
+                    reason="within-noise" if within_noise else "rank", margin=round(margin, 4),
+                    objectives={name: _number(result.get(name)) for name, _ in self._objectives},
+                    recorded=len(rung.points))
         if decision == TrialScheduler.STOP:
             self._num_stopped += 1
             logger.debug("stopping trial %s at %s %s", trial.trial_id, self._time_attr, time)
@@ -374,7 +485,8 @@ class MOASHAScheduler(FIFOScheduler):
         lines = [f"Using MO-ASHA ({names}): num_stopped={self._num_stopped}"]
         for index, bracket in enumerate(self._brackets):
             rungs = " | ".join(
-                f"{self._time_attr} {r.milestone:g}: {len(r.points)} recorded, {r.stopped} stopped"
+                f"{self._time_attr} {r.milestone:g}: {len(r.points)} recorded, {r.stopped} "
+                f"stopped, {r.within_noise} kept within noise"
                 for r in bracket.rungs
             )
             lines.append(f"Bracket {index}: {rungs or 'no rungs below max_t'}")
@@ -393,6 +505,7 @@ class MOASHAScheduler(FIFOScheduler):
                 "recorded": len(rung.points),
                 "stopped": rung.stopped,
                 "continued": rung.continued,
+                "within_noise": rung.within_noise,
             }
             for index, bracket in enumerate(self._brackets)
             for rung in bracket.rungs
@@ -444,7 +557,7 @@ class MOASHAScheduler(FIFOScheduler):
 # Plain ASHA with the same public record
 
 
-class RecordingASHAScheduler(AsyncHyperBandScheduler):
+class RecordingASHAScheduler(_Decisions, AsyncHyperBandScheduler):
     """Ray's ASHA on one metric, plus `rung_summary()` and restore, so the report can set it
     beside MO-ASHA on equal terms.
 
@@ -461,13 +574,23 @@ class RecordingASHAScheduler(AsyncHyperBandScheduler):
         metric: str = VAL_ROBUST_ACC,
         mode: str = "max",
         max_t: int,
-        grace_period: int = 1,
+        grace_period: float = 1,
         reduction_factor: float = 3,
         brackets: int = 1,
+        noise_z: float = 0.0,
+        examples_attr: str = VAL_EXAMPLES,
+        clock: BudgetClock | None = None,
+        only_finishable: bool = False,
     ) -> None:
         _check_schedule(max_t, grace_period, reduction_factor, brackets)
         if mode not in _MODES:
             raise ValueError(f"mode must be 'max' or 'min', but got {mode!r}")
+        if _number(noise_z) is None or noise_z < 0:
+            raise ValueError(f"noise_z must be a number >= 0, but got {noise_z!r}")
+        self._noise_z = float(noise_z)
+        self._examples_attr = examples_attr
+        self._clock = clock
+        self._only_finishable = only_finishable
         super().__init__(
             time_attr=time_attr,
             metric=metric,
@@ -478,7 +601,8 @@ class RecordingASHAScheduler(AsyncHyperBandScheduler):
             brackets=brackets,
             stop_last_trials=True,
         )
-        self._decisions: dict[tuple[int, float], list[int]] = {}  # -> [stopped, continued]
+        # (bracket, milestone) -> [stopped, continued, continued within noise]
+        self._decisions: dict[tuple[int, float], list[int]] = {}
 
     def set_search_properties(self, metric: str | None, mode: str | None, **spec: Any) -> bool:
         if metric and metric != self._metric:
@@ -503,15 +627,35 @@ class RecordingASHAScheduler(AsyncHyperBandScheduler):
             return TrialScheduler.CONTINUE
         if time >= self._max_t:
             return TrialScheduler.STOP
-        if _number(result.get(self._metric)) is None:
+        value = _number(result.get(self._metric))
+        if value is None:
             return TrialScheduler.CONTINUE
+        if self._budget_stop(trial, result, time) is not None:
+            self._num_stopped += 1
+            return TrialScheduler.STOP
         if trial.trial_id not in self._trial_info:
             super().on_trial_add(tune_controller, trial)
         key = self._deciding_rung(trial.trial_id, time)
-        decision = super().on_trial_result(tune_controller, trial, result)
+        cutoff = None
         if key is not None:
-            counts = self._decisions.setdefault(key, [0, 0])
-            counts[decision != TrialScheduler.STOP] += 1
+            bracket = self._brackets[key[0]]
+            cutoff = bracket.cutoff(dict(bracket._rungs)[key[1]])  # before this result joins
+        decision = super().on_trial_result(tune_controller, trial, result)
+        if key is None:
+            return decision
+        margin = noise_margin(value, result.get(self._examples_attr), self._noise_z)
+        within_noise = (decision == TrialScheduler.STOP and cutoff is not None
+                        and self._metric_op * value + margin >= cutoff)
+        if within_noise:
+            decision = TrialScheduler.CONTINUE
+            self._num_stopped -= 1  # Ray counted the stop it decided
+        counts = self._decisions.setdefault(key, [0, 0, 0])
+        counts[decision != TrialScheduler.STOP] += 1
+        counts[2] += within_noise
+        self._write(trial, result, milestone=key[1], decision=decision,
+                    reason="within-noise" if within_noise else "rank", margin=round(margin, 4),
+                    objectives={self._metric: value, PARAMS: _number(result.get(PARAMS))},
+                    cutoff=None if cutoff is None else float(self._metric_op * cutoff))
         return decision
 
     def on_trial_complete(
@@ -538,7 +682,8 @@ class RecordingASHAScheduler(AsyncHyperBandScheduler):
             for milestone, recorded in reversed(bracket._rungs):
                 if milestone >= self._max_t:
                     continue
-                stopped, continued = self._decisions.get((index, milestone), (0, 0))
+                stopped, continued, within_noise = self._decisions.get((index, milestone),
+                                                                       (0, 0, 0))
                 out.append(
                     {
                         "bracket": index,
@@ -546,6 +691,7 @@ class RecordingASHAScheduler(AsyncHyperBandScheduler):
                         "recorded": len(recorded),
                         "stopped": stopped,
                         "continued": continued,
+                        "within_noise": within_noise,
                     }
                 )
         return out
@@ -575,7 +721,7 @@ class RecordingASHAScheduler(AsyncHyperBandScheduler):
             recorded[trial.trial_id] = self._metric_op * value
             decision = _inferred_decision(trial, index, len(rows))
             if decision is not None:
-                counts = self._decisions.setdefault(key, [0, 0])
+                counts = self._decisions.setdefault(key, [0, 0, 0])
                 counts[decision != TrialScheduler.STOP] += 1
                 self._num_stopped += decision == TrialScheduler.STOP
 
@@ -584,42 +730,10 @@ class RecordingASHAScheduler(AsyncHyperBandScheduler):
 # From the spec
 
 
-def _build_mo_asha(
-    max_t: int, grace_period: int, reduction_factor: float, metric: str
-) -> TrialScheduler:
-    return MOASHAScheduler(
-        max_t=max_t,
-        grace_period=grace_period,
-        reduction_factor=reduction_factor,
-        objectives=((metric, "max"), (PARAMS, "min")),
-    )
-
-
-def _build_asha(
-    max_t: int, grace_period: int, reduction_factor: float, metric: str
-) -> TrialScheduler:
-    return RecordingASHAScheduler(
-        metric=metric,
-        mode="max",
-        max_t=max_t,
-        grace_period=grace_period,
-        reduction_factor=reduction_factor,
-    )
-
-
-def _build_fifo(
-    max_t: int, grace_period: int, reduction_factor: float, metric: str
-) -> TrialScheduler:
-    return FIFOScheduler()
-
-
-_BUILDERS = {"mo-asha": _build_mo_asha, "asha": _build_asha, "none": _build_fifo}
-
-
 def _check_spec(max_t: Any, grace_period: Any, reduction_factor: Any) -> None:
     """The schedule checks, in the spec's own field names (max_t is the training epochs)."""
-    if _number(grace_period) is None or grace_period < 1:
-        raise fail("scheduler.grace_period", grace_period, "must be a number >= 1")
+    if _number(grace_period) is None or grace_period <= 0:
+        raise fail("scheduler.grace_period", grace_period, "must be a number of epochs > 0")
     if _number(reduction_factor) is None or reduction_factor <= 1:
         raise fail("scheduler.reduction_factor", reduction_factor, "must be a number > 1")
     if _number(max_t) is None or max_t < grace_period:
@@ -628,13 +742,21 @@ def _check_spec(max_t: Any, grace_period: Any, reduction_factor: Any) -> None:
         )
 
 
+def milestones(grace_period: float, max_t: float, reduction_factor: float) -> list[float]:
+    """The rung milestones (in epochs) of the single bracket the spec's schedulers use."""
+    return _milestones(grace_period, max_t, reduction_factor, 0)
+
+
 def build_scheduler(
     kind: str,
     *,
     max_t: int,
-    grace_period: int,
+    grace_period: float,
     reduction_factor: float,
     metric: str = VAL_ROBUST_ACC,
+    noise_z: float = 0.0,
+    clock: BudgetClock | None = None,
+    only_finishable: bool = False,
 ) -> TrialScheduler:
     """The scheduler a spec's `scheduler.kind` names; bad settings raise a one-line ConfigError
     (trainables.config) naming the spec field.
@@ -643,16 +765,39 @@ def build_scheduler(
         kind: "mo-asha" (Pareto rungs on `metric` max and PARAMS min), "asha" (Ray's ASHA on
             `metric`, max) or "none" (no early stopping).
         max_t: Full fidelity in epochs (the training epochs).
-        grace_period: The first rung, in epochs.
+        grace_period: The first rung, in epochs (a fraction: a sub-epoch rung).
         reduction_factor: Keep the top 1/rf at each rung; rungs grace * rf**k.
         metric: The robust-accuracy key to judge by (the search objective's epsilon).
+        noise_z: Keep trials within this many standard errors of a rung's cutoff.
+        clock, only_finishable: Stop a trial that can no longer finish in the budget.
     """
-    builder = _BUILDERS.get(kind) if isinstance(kind, str) else None
-    if builder is None:
+    if not isinstance(kind, str) or kind not in SCHEDULERS:
         raise fail("scheduler.kind", kind, "allowed: " + ", ".join(SCHEDULERS))
-    if kind != "none":
-        _check_spec(max_t, grace_period, reduction_factor)
-    return builder(max_t, grace_period, reduction_factor, metric)
+    if kind == "none":
+        return _FinishableFIFO(clock=clock, only_finishable=only_finishable)
+    _check_spec(max_t, grace_period, reduction_factor)
+    common = {"max_t": max_t, "grace_period": grace_period, "reduction_factor": reduction_factor,
+              "noise_z": noise_z, "clock": clock, "only_finishable": only_finishable}
+    if kind == "mo-asha":
+        return MOASHAScheduler(objectives=((metric, "max"), (PARAMS, "min")), **common)
+    return RecordingASHAScheduler(metric=metric, mode="max", **common)
+
+
+class _FinishableFIFO(_Decisions, FIFOScheduler):
+    """No early stopping, except of a trial that can no longer finish in the budget."""
+
+    def __init__(self, *, clock: BudgetClock | None, only_finishable: bool) -> None:
+        super().__init__()
+        self._clock = clock
+        self._only_finishable = only_finishable
+
+    def on_trial_result(
+        self, tune_controller: TuneController | None, trial: Trial, result: dict
+    ) -> str:
+        time = _number(result.get(EPOCHS_DONE))
+        if time is not None and self._budget_stop(trial, result, time) is not None:
+            return TrialScheduler.STOP
+        return TrialScheduler.CONTINUE
 
 
 __all__ = [
@@ -661,4 +806,6 @@ __all__ = [
     "MOASHAScheduler",
     "RecordingASHAScheduler",
     "build_scheduler",
+    "milestones",
+    "noise_margin",
 ]

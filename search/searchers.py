@@ -1,6 +1,6 @@
 """Optuna searchers over the WRN space, wired into Ray Tune.
 
-Two things here are not Ray's defaults, on purpose:
+Four things here are not Ray's defaults, on purpose:
 - The space is define-by-run (a picklable callable object, so Ray can checkpoint the
   searcher): `train_steps` is only sampled when the method is PGD.
 - Ray's OptunaSearch tells Optuna that an early-stopped trial COMPLETED with its
@@ -11,11 +11,18 @@ Two things here are not Ray's defaults, on purpose:
   spec's seed, so a repeat is the same training twice (benchmarks/search_efficiency.py
   measured 4 full runs of one configuration in a 16-point space). A repeat is told the
   twin's outcome and sampled again; once a finite space is used up, the search ends.
+- A trial whose predicted full training does not fit in the budget left is not started
+  (`search.budget`): the sampler draws again, and when nothing fits the searcher waits for
+  running trials (their epochs refine the cost model), then ends.
+- The default kind, `cost-ehvi`, does not sample at all: `search.proposer` picks each
+  configuration by expected hypervolume gain per predicted second, after an initial design
+  that pins the front's ends cheaply, and Optuna records what it picked.
 """
 
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass, field
 from typing import Any
 
 import optuna
@@ -23,6 +30,10 @@ from optuna.trial import FrozenTrial, TrialState
 from ray.tune.search import Searcher
 from ray.tune.search.optuna import OptunaSearch
 
+from search.budget import BudgetClock, BudgetGate
+from search.cluster import TrialResources
+from search.cost_model import CPU_PRIOR_FLOPS_PER_S, GPU_PRIOR_FLOPS_PER_S, CostModel
+from search.proposer import Candidate, CostAwareProposer, Observation, Situation, Space
 from search.spec import ExperimentSpec, SpaceConfig
 from trainables import metrics as M
 from trainables.config import ConfigError
@@ -54,26 +65,143 @@ class DefineByRunSpace:
         return fixed or None
 
 
+@dataclass
+class _TrialRecord:
+    """What the searcher knows of one trial it suggested."""
+
+    candidate: Candidate
+    result: dict[str, Any] = field(default_factory=dict)
+    finished: bool = False
+
+
 class FidelityAwareOptunaSearch(OptunaSearch):
-    """OptunaSearch that records early-stopped trials as PRUNED and never repeats a
-    configuration (see module docstring)."""
+    """OptunaSearch that records early-stopped trials as PRUNED, never repeats a
+    configuration, and only starts what can finish in the budget (see module docstring).
+
+    With a `proposer` (kind cost-ehvi) the proposer picks every configuration and Optuna
+    records it (enqueued, so the study shows exactly what was trained); otherwise Optuna's
+    sampler proposes and the budget gate only filters.
+    """
+
+    def __init__(self, *args: Any, space_view: Space, gate: BudgetGate, slots: int = 1,
+                 proposer: CostAwareProposer | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._view = space_view
+        self._gate = gate
+        self._slots = max(1, slots)
+        self._proposer = proposer
+        self._records: dict[str, _TrialRecord] = {}
+        self._idle: tuple[int, int] | None = None  # (finished, model version) when nothing fit
+        self._out_of_budget = False
+
+    # ------------------------------------------------------------------ restore
+    def restore(self, checkpoint_path: str) -> None:
+        """Ray's restore replaces the whole state; the live budget gate (and its clock, shared
+        with the recorder and the scheduler) is kept."""
+        gate = self._gate
+        super().restore(checkpoint_path)
+        if gate is not None:
+            gate.cost = self._gate.cost  # what was learned about the cluster's speed
+            self._gate = gate
+
+    def attach_clock(self, clock: BudgetClock) -> None:
+        """Hold trials to the run's live clock (shared with the recorder and the scheduler)."""
+        self._gate.clock = clock
+
+    @property
+    def out_of_budget(self) -> bool:
+        """Whether the search ended because nothing that could still finish fit the budget."""
+        return self._out_of_budget
+
+    # ------------------------------------------------------------------ results
+    def on_trial_result(self, trial_id: str, result: dict) -> None:
+        record = self._records.get(trial_id)
+        if record is not None:
+            record.result = dict(result)
+            self._gate.observe(trial_id, record.candidate.config, result)
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None,
                           error: bool = False) -> None:
+        record = self._records.get(trial_id)
+        if record is not None:
+            record.finished = True
+            if result:
+                record.result = dict(result)
+                self._gate.observe(trial_id, record.candidate.config, result)
+            if error:
+                record.result = {}
         if result and not error and result.get(M.EPOCHS_DONE, 0) < result.get(M.MAX_EPOCHS, 0):
             result = None  # with no values and no error, Ray tells Optuna PRUNED
         super().on_trial_complete(trial_id, result, error)
 
+    # ------------------------------------------------------------------ suggestions
     def suggest(self, trial_id: str) -> dict | str | None:
+        idle = (sum(r.finished for r in self._records.values()), self._gate.cost.version)
+        if self._idle == idle:
+            return self._nothing_fits()  # nothing changed since nothing fit: do not redo it
+        if self._proposer is not None:
+            params = self._proposed(trial_id)
+        else:
+            params = self._sampled(trial_id)
+        if params is None or params == Searcher.FINISHED:
+            if params is None:
+                self._idle = idle
+                return self._nothing_fits()
+            return params
+        self._idle = None
+        candidate = self._records[trial_id].candidate
+        return {**params, M.PREDICTED_EPOCH_S: self._gate.prediction(candidate.config).epoch_s}
+
+    def _nothing_fits(self) -> str | None:
+        """Wait while trials run (their epochs refine the cost model); end when none does."""
+        if any(not r.finished for r in self._records.values()):
+            return None
+        self._out_of_budget = True
+        return Searcher.FINISHED
+
+    def _proposed(self, trial_id: str) -> dict | None:
+        situation = self._situation()
+        choice = self._proposer.propose(
+            situation, seconds=lambda c: self._gate.full_seconds(c.config),
+            feasible=lambda c: self._gate.can_finish(c.config))
+        if choice is None:
+            return None
+        self._ot_study.enqueue_trial(choice.params)
+        params = super().suggest(trial_id)
+        self._records[trial_id] = _TrialRecord(choice)
+        return params
+
+    def _situation(self) -> Situation:
+        observed, running = [], []
+        for record in self._records.values():
+            r = record.result
+            accuracy = r.get(M.BEST_VAL_ROBUST_ACC)
+            if record.finished and isinstance(accuracy, (int, float)):
+                full = r.get(M.EPOCHS_DONE, 0) >= r.get(M.MAX_EPOCHS, 1)
+                observed.append(Observation(record.candidate, float(accuracy),
+                                            int(r.get(M.VAL_EXAMPLES) or 0), full))
+            elif not record.finished:
+                running.append(record.candidate)
+        return Situation(observed, running, {r.candidate.key for r in self._records.values()},
+                         self._gate.clock.remaining_s, self._gate.clock.budget_s, self._slots)
+
+    def _sampled(self, trial_id: str) -> dict | str | None:
+        """Optuna's proposal, drawn again while it repeats a configuration (the twin's outcome
+        is told) or cannot finish in the budget (told FAIL, with the reason)."""
         params = super().suggest(trial_id)
         for _ in range(MAX_RESAMPLES):
             ot_trial = self._ot_trials.get(trial_id)
             twin = _twin(self._ot_study, ot_trial) if ot_trial is not None else None
-            if twin is None:
+            candidate = self._view.candidate(_searched(params, self._view))
+            if twin is None and self._gate.can_finish(candidate.config):
+                self._records[trial_id] = _TrialRecord(candidate)
                 return params
-            # Seen before: it would train to the same numbers. Optuna hears what the twin
-            # got (or FAIL, "no information", while the twin still runs), then samples again.
-            if twin.state == TrialState.COMPLETE:
+            if twin is None:  # it would not finish: no information about its value
+                ot_trial.set_user_attr("not_started", "cannot finish in the remaining budget")
+                self._ot_study.tell(ot_trial, state=TrialState.FAIL)
+            elif twin.state == TrialState.COMPLETE:
+                # Seen before: it would train to the same numbers. Optuna hears what the
+                # twin got (or FAIL, "no information", while the twin still runs).
                 self._ot_study.tell(ot_trial, twin.values)
             else:
                 self._ot_study.tell(ot_trial, state=TrialState.PRUNED
@@ -82,11 +210,24 @@ class FidelityAwareOptunaSearch(OptunaSearch):
             if self._every_configuration_tried():
                 return Searcher.FINISHED
             params = super().suggest(trial_id)
+        candidate = self._view.candidate(_searched(params, self._view))
+        if not self._gate.can_finish(candidate.config):
+            ot_trial = self._ot_trials.pop(trial_id)
+            ot_trial.set_user_attr("not_started", "cannot finish in the remaining budget")
+            self._ot_study.tell(ot_trial, state=TrialState.FAIL)
+            return None
+        self._records[trial_id] = _TrialRecord(candidate)
         return params  # the sampler insists on seen points: let it repeat one
 
     def _every_configuration_tried(self) -> bool:
         trials = self._ot_study.get_trials(deepcopy=False)
         return space_exhausted(self._space, [t.params for t in trials if t.state != TrialState.WAITING])
+
+
+def _searched(params: dict[str, Any], view: Space) -> dict[str, Any]:
+    """The searched values of a suggestion (Ray merges the space's constants in too)."""
+    names = {p.name for p in view.params}
+    return {k: v for k, v in params.items() if k in names}
 
 
 MAX_RESAMPLES = 32  # samples per suggestion before a repeat is allowed
@@ -124,7 +265,7 @@ def _sampler(spec: ExperimentSpec) -> optuna.samplers.BaseSampler:
                                           multivariate=True, constant_liar=True)
     if s.kind == "nsga2":
         return optuna.samplers.NSGAIISampler(seed=s.seed)
-    if s.kind == "random":
+    if s.kind in ("random", "cost-ehvi"):  # cost-ehvi enqueues every trial's values itself
         return optuna.samplers.RandomSampler(seed=s.seed)
     grid = {p.name: p.grid_values() for p in spec.space.params if p.kind != "fixed"}
     return optuna.samplers.GridSampler(grid, seed=s.seed)
@@ -140,7 +281,32 @@ def _storage(url: str | None) -> optuna.storages.BaseStorage | None:
                           f"({type(exc).__name__})") from None
 
 
-def build_searcher(spec: ExperimentSpec) -> FidelityAwareOptunaSearch:
+def default_gate(spec: ExperimentSpec, clock: BudgetClock | None = None) -> BudgetGate:
+    """A budget gate from the spec alone (no measurement of this machine): for tests and tools
+    that build a searcher outside a run; `search.tuner` builds the run's own."""
+    view = Space(spec.space, spec.base_trial())
+    flops = sorted(c.flops for c in view.pool(spec.searcher.seed))
+    gpus = spec.resources.gpus_per_trial
+    cost = CostModel(GPU_PRIOR_FLOPS_PER_S if gpus else CPU_PRIOR_FLOPS_PER_S,
+                     reference_flops=flops[len(flops) // 2] if flops else 1e12)
+    resources = TrialResources(cpus=spec.resources.cpus_per_trial, gpus=gpus,
+                               cluster_gpus=1.0 if gpus else 0.0,
+                               batch_size=spec.training.batch_size,
+                               gpu_memory_bytes=16 * 2**30)
+    return BudgetGate(clock or BudgetClock(spec.run_dir, spec.budget.time), cost,
+                      resources=resources, only_finishable=spec.budget.only_finishable)
+
+
+def build_searcher(spec: ExperimentSpec, *, gate: BudgetGate | None = None,
+                   slots: int = 1) -> FidelityAwareOptunaSearch:
+    """The spec's searcher. `gate` predicts costs and holds the budget (default: from the
+    spec); `slots` is how many trials run at once (the initial design's budget is per slot)."""
+    view = Space(spec.space, spec.base_trial())
+    proposer = None
+    if spec.searcher.kind == "cost-ehvi":
+        proposer = CostAwareProposer(spec.space, spec.base_trial(),
+                                     n_startup=spec.searcher.n_startup_trials,
+                                     seed=spec.searcher.seed)
     # A study name of its own: a shared Optuna database must never feed an older run's
     # trials (other data, threat model or epochs) into this run's sampler.
     return FidelityAwareOptunaSearch(
@@ -150,6 +316,10 @@ def build_searcher(spec: ExperimentSpec) -> FidelityAwareOptunaSearch:
         sampler=_sampler(spec),
         study_name=f"{spec.name}-{uuid.uuid4().hex[:8]}",
         storage=_storage(spec.storage.optuna_url),
+        space_view=view,
+        gate=gate or default_gate(spec),
+        slots=slots,
+        proposer=proposer,
     )
 
 

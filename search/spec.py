@@ -40,7 +40,7 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-SEARCHERS = ("tpe", "nsga2", "random", "grid")
+SEARCHERS = ("cost-ehvi", "tpe", "nsga2", "random", "grid")
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*(d|h|m|s)")
 _UNIT_S = {"d": 86400.0, "h": 3600.0, "m": 60.0, "s": 1.0}
 
@@ -238,12 +238,17 @@ class BudgetConfig:
     time: float | str = "1h"  # wall-clock budget for the whole search
     max_trials: int = 1000  # upper bound on the number of trials started
     max_concurrent: int | None = None  # None: as many as the resources allow
+    # Start a trial only if its predicted full training fits in the budget left, and stop one
+    # whose own rate says it no longer can: fronts use full-fidelity trials only.
+    only_finishable: bool = True
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "time", parse_duration(self.time, "budget.time"))
         _check_int("budget.max_trials", self.max_trials, 1)
         if self.max_concurrent is not None:
             _check_int("budget.max_concurrent", self.max_concurrent, 1)
+        if not isinstance(self.only_finishable, bool):
+            raise fail("budget.only_finishable", self.only_finishable, "must be true or false")
 
 
 @dataclass(frozen=True)
@@ -267,23 +272,38 @@ class ResourcesConfig:
 @dataclass(frozen=True)
 class SchedulerConfig:
     kind: str = "mo-asha"
-    grace_period: int = 1  # epochs before the first rung
+    # Epochs before the first rung; a fraction makes trials also evaluate mid-epoch there.
+    # "auto": 1, or the largest of 1/2, 1/4, 1/8 at which the priciest configuration of the
+    # space reaches its first rung within 5% of the budget (search.tuner.first_rung).
+    grace_period: float | str = "auto"
     reduction_factor: float = 3.0
+    # Keep a trial whose accuracy is within this many standard errors (of a difference of
+    # two validation accuracies) of a rung's cutoff; 0: rank on the raw numbers.
+    noise_z: float = 1.0
 
     def __post_init__(self) -> None:
         if self.kind not in SCHEDULERS:
             raise fail("scheduler.kind", self.kind, "allowed: " + ", ".join(SCHEDULERS))
-        _check_int("scheduler.grace_period", self.grace_period, 1)
+        g = self.grace_period
+        if g != "auto" and (isinstance(g, bool) or not isinstance(g, (int, float))
+                            or not math.isfinite(g) or not 1 / 64 <= g <= 10_000):
+            raise fail("scheduler.grace_period", g,
+                       "must be \"auto\" or a number of epochs in [1/64, 10000] (0.25: a quarter)")
         rf = self.reduction_factor
         if isinstance(rf, bool) or not isinstance(rf, (int, float)) or not 1 < rf <= 100:
             raise fail("scheduler.reduction_factor", rf, "must be a number in (1, 100]")
+        z = self.noise_z
+        if isinstance(z, bool) or not isinstance(z, (int, float)) or not 0 <= z <= 10:
+            raise fail("scheduler.noise_z", z, "must be a number in [0, 10] (0: no allowance)")
 
 
 @dataclass(frozen=True)
 class SearcherConfig:
-    kind: str = "tpe"
+    kind: str = "cost-ehvi"
     seed: int = 0
-    n_startup_trials: int = 8  # random trials before TPE models the space
+    # cost-ehvi: the initial design's size (front ends, then Sobol points); tpe: random trials
+    # before TPE models the space
+    n_startup_trials: int = 8
 
     def __post_init__(self) -> None:
         if self.kind not in SEARCHERS:
@@ -338,7 +358,8 @@ class ExperimentSpec:
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not re.fullmatch(r"[A-Za-z0-9][\w.-]{0,99}", self.name):
             raise fail("name", self.name, "letters, digits, '_', '-', '.'; at most 100 characters")
-        if self.scheduler.kind != "none" and self.scheduler.grace_period > self.training.epochs:
+        if (self.scheduler.kind != "none" and self.scheduler.grace_period != "auto"
+                and self.scheduler.grace_period > self.training.epochs):
             raise fail("scheduler.grace_period", self.scheduler.grace_period,
                        f"must be <= training.epochs ({self.training.epochs})")
         if self.searcher.kind == "grid":

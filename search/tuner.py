@@ -17,7 +17,9 @@ from typing import Any
 
 from ray import tune
 
+from search.budget import BudgetClock, BudgetGate
 from search.cluster import TrialResources, check_resources, local_gpu_memory, start_ray
+from search.cost_model import GPU_PRIOR_FLOPS_PER_S, CostModel, measure_cpu_flops_per_s
 from search.progress import (
     RUN_FILE,
     SPEC_JSON,
@@ -26,12 +28,13 @@ from search.progress import (
     RunRecorder,
     new_run_state,
 )
-from search.schedulers import build_scheduler
-from search.searchers import build_searcher, num_trials, space_exhausted
+from search.proposer import Space
+from search.schedulers import build_scheduler, milestones
+from search.searchers import FidelityAwareOptunaSearch, build_searcher, num_trials, space_exhausted
 from search.spec import ExperimentSpec
 from trainables import metrics as M
 from trainables.config import ConfigError
-from trainables.trainable import CHECKPOINT_INTERVAL, train_wrn
+from trainables.trainable import CHECKPOINT_INTERVAL, REPORT_EPOCHS, train_wrn
 
 log = logging.getLogger(__name__)
 
@@ -62,30 +65,104 @@ def absolute_storage(path: str) -> str:
     return path if "://" in path else str(Path(path).expanduser().resolve())
 
 
-def _trainable(spec: ExperimentSpec, nodes: list[dict[str, float]],
-               function: Callable[[dict[str, Any]], None] = train_wrn) -> Any:
-    """The trial function wrapped with its resource request (a custom one may stand in)."""
+def _resources(spec: ExperimentSpec, nodes: list[dict[str, float]]) -> TrialResources:
     gpus = spec.resources.gpus_per_trial
-    resources = TrialResources(
+    return TrialResources(
         cpus=spec.resources.cpus_per_trial, gpus=gpus,
         cluster_gpus=max((n.get("GPU", 0.0) for n in nodes), default=0.0),
         batch_size=spec.training.batch_size,
         gpu_memory_bytes=local_gpu_memory() if gpus == "auto" else 0,
     )
-    return tune.with_resources(function, resources)
+
+
+def _trainable(spec: ExperimentSpec, nodes: list[dict[str, float]],
+               function: Callable[[dict[str, Any]], None] = train_wrn) -> Any:
+    """The trial function wrapped with its resource request (a custom one may stand in)."""
+    return tune.with_resources(function, _resources(spec, nodes))
+
+
+def slots(spec: ExperimentSpec, nodes: list[dict[str, float]]) -> int:
+    """How many trials can run at once: the spec's cap, else what the nodes' CPUs hold."""
+    per_node = [int(n.get("CPU", 0.0) // spec.resources.cpus_per_trial) for n in nodes]
+    fit = max(1, sum(per_node))
+    return min(fit, spec.budget.max_concurrent) if spec.budget.max_concurrent else fit
+
+
+FIRST_RUNG_SHARE = 0.05  # "auto": the priciest trial meets its first rung within 5% of the budget
+_SUB_EPOCH = (1.0, 0.5, 0.25, 0.125)
+
+
+def first_rung(spec: ExperimentSpec, gate: BudgetGate, view: Space) -> float:
+    """The scheduler's grace period: the spec's, or for "auto" the largest of 1, 1/2, 1/4,
+    1/8 epochs at which the space's priciest configuration (as predicted before the search)
+    reaches its first rung within FIRST_RUNG_SHARE of the budget (1/8 at the least)."""
+    if spec.scheduler.grace_period != "auto":
+        return float(spec.scheduler.grace_period)
+    epoch_s = max(gate.prediction(c.config).epoch_s for c in view.pool(spec.searcher.seed))
+    share = FIRST_RUNG_SHARE * spec.budget.time
+    return next((g for g in _SUB_EPOCH if g * epoch_s <= share), _SUB_EPOCH[-1])
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What a search was set up with beyond its spec: recorded in run.json."""
+
+    grace_period: float
+    rungs: tuple[float, ...]  # the scheduler's milestones, in epochs
+    sub_epoch_rungs: tuple[float, ...]  # the fractional ones: where trials also report
+    prior_flops_per_s: float  # the cost model's prior throughput per unit of device
+    slots: int
+
+    def to_json(self) -> dict[str, Any]:
+        return {"grace_period": self.grace_period, "rungs": list(self.rungs),
+                "sub_epoch_rungs": list(self.sub_epoch_rungs),
+                "cost_prior_flops_per_s": self.prior_flops_per_s, "slots": self.slots}
+
+
+def _prior_throughput(spec: ExperimentSpec, resources: TrialResources) -> float:
+    """FLOP/s per unit of device before any trial reports: measured here for CPU trials."""
+    if spec.resources.gpus_per_trial and resources.cluster_gpus > 0:
+        return GPU_PRIOR_FLOPS_PER_S
+    cpus = max(1, int(spec.resources.cpus_per_trial))
+    return measure_cpu_flops_per_s(cpus) / cpus
+
+
+def plan_search(spec: ExperimentSpec, nodes: list[dict[str, float]],
+                clock: BudgetClock) -> tuple[Plan, BudgetGate]:
+    """The budget gate (cost model, clock) and the rung ladder of a new search."""
+    resources = _resources(spec, nodes)
+    view = Space(spec.space, spec.base_trial())
+    flops = sorted(c.flops for c in view.pool(spec.searcher.seed))
+    prior = _prior_throughput(spec, resources)
+    cost = CostModel(prior, reference_flops=flops[len(flops) // 2])
+    gate = BudgetGate(clock, cost, resources=resources,
+                      only_finishable=spec.budget.only_finishable)
+    grace = first_rung(spec, gate, view)
+    rungs = (tuple(milestones(grace, spec.training.epochs, spec.scheduler.reduction_factor))
+             if spec.scheduler.kind != "none" else ())
+    sub_epoch = tuple(m for m in rungs if not float(m).is_integer())
+    gate.sub_epoch_rungs = len(sub_epoch)
+    return Plan(grace, rungs, sub_epoch, prior, slots(spec, nodes)), gate
 
 
 def build_tuner(spec: ExperimentSpec, nodes: list[dict[str, float]],
                 printer: Callable[[str], None] | None = None,
-                trainable: Callable[[dict[str, Any]], None] = train_wrn) -> tune.Tuner:
+                trainable: Callable[[dict[str, Any]], None] = train_wrn,
+                plan: tuple[Plan, BudgetGate] | None = None) -> tune.Tuner:
     """The whole search as one Tuner; everything it holds pickles for `resume`."""
     storage = absolute_storage(spec.storage.path)
     run_dir = f"{storage.rstrip('/')}/{spec.name}"
+    clock = BudgetClock(run_dir, spec.budget.time)
+    setup, gate = plan if plan is not None else plan_search(spec, nodes, clock)
+    gate.clock = clock  # one clock for the recorder, the searcher and the scheduler
     scheduler = build_scheduler(spec.scheduler.kind, max_t=spec.training.epochs,
-                                grace_period=spec.scheduler.grace_period,
-                                reduction_factor=spec.scheduler.reduction_factor)
+                                grace_period=setup.grace_period,
+                                reduction_factor=spec.scheduler.reduction_factor,
+                                noise_z=spec.scheduler.noise_z, clock=clock,
+                                only_finishable=spec.budget.only_finishable)
+    scheduler.attach(run_dir)
     tune_config = tune.TuneConfig(
-        search_alg=build_searcher(spec),
+        search_alg=build_searcher(spec, gate=gate, slots=setup.slots),
         scheduler=scheduler,
         num_samples=num_trials(spec),
         max_concurrent_trials=spec.budget.max_concurrent,
@@ -102,18 +179,42 @@ def build_tuner(spec: ExperimentSpec, nodes: list[dict[str, float]],
         failure_config=tune.FailureConfig(max_failures=spec.resources.max_failures),
         # The latest checkpoint holds both the last state and the best weights.
         checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
-        callbacks=[RunRecorder(run_dir, printer)],
+        callbacks=[RunRecorder(run_dir, printer, clock=clock)],
         verbose=0,
     )
     return tune.Tuner(_trainable(spec, nodes, trainable),
                       param_space={"trial": spec.base_trial().to_dict(),
-                                   CHECKPOINT_INTERVAL: spec.storage.checkpoint_interval},
+                                   CHECKPOINT_INTERVAL: spec.storage.checkpoint_interval,
+                                   REPORT_EPOCHS: list(setup.sub_epoch_rungs)},
                       tune_config=tune_config, run_config=run_config)
 
 
 def _recorder(tuner: tune.Tuner) -> RunRecorder:
     callbacks = tuner._local_tuner.get_run_config().callbacks or []  # noqa: SLF001
     return next(c for c in callbacks if isinstance(c, RunRecorder))
+
+
+def _tune_config(tuner: tune.Tuner) -> tune.TuneConfig:
+    return tuner._local_tuner._tune_config  # noqa: SLF001
+
+
+def _searcher(tuner: tune.Tuner) -> FidelityAwareOptunaSearch | None:
+    searcher = _tune_config(tuner).search_alg
+    return searcher if isinstance(searcher, FidelityAwareOptunaSearch) else None
+
+
+def _attach(tuner: tune.Tuner, run_dir: str, printer: Callable[[str], None] | None) -> None:
+    """Point the recorder, the budget clock it shares with the searcher and the scheduler,
+    and the scheduler's decision record at the run folder where it is now (a resumed one
+    may have moved)."""
+    recorder = _recorder(tuner)
+    recorder.attach(run_dir, printer)
+    scheduler = _tune_config(tuner).scheduler
+    if hasattr(scheduler, "attach"):
+        scheduler.attach(run_dir, recorder.clock)
+    searcher = _searcher(tuner)
+    if searcher is not None:
+        searcher.attach_clock(recorder.clock)
 
 
 def _finish(tuner: tune.Tuner, spec: ExperimentSpec, run_dir: str) -> Outcome:
@@ -126,8 +227,9 @@ def _finish(tuner: tune.Tuner, spec: ExperimentSpec, run_dir: str) -> Outcome:
         raise
     trials = len(grid)
     elapsed = recorder.elapsed_s
-    if elapsed >= spec.budget.time * 0.99:
-        state = "budget_exhausted"
+    searcher = _searcher(tuner)
+    if elapsed >= spec.budget.time * 0.99 or (searcher is not None and searcher.out_of_budget):
+        state = "budget_exhausted"  # spent, or nothing that could still finish fits in the rest
     elif all(r.metrics or r.error for r in grid) and (
             trials >= num_trials(spec) or space_exhausted(spec.space, [r.config for r in grid])):
         state = "finished"  # every trial, or every configuration of a finite space, is done
@@ -150,12 +252,14 @@ def run_search(spec: ExperimentSpec, *, address: str | None = None,
                           f"(continue it with `wrn-search resume {run_dir}`, or pick --name)")
     nodes = start_ray(address)
     check_resources(spec.resources.cpus_per_trial, spec.resources.gpus_per_trial, nodes)
-    tuner = build_tuner(spec, nodes, printer, trainable)  # may fail on bad settings: before any file
+    plan = plan_search(spec, nodes, BudgetClock(run_dir, spec.budget.time))
+    tuner = build_tuner(spec, nodes, printer, trainable, plan)  # may fail: before any file
     files.write_json(SPEC_JSON, spec.to_json())
     if spec_text is not None:
         files.write_text(SPEC_TOML, spec_text)
-    files.write_json(RUN_FILE, new_run_state(spec.name, spec.budget.time))
-    _recorder(tuner).attach(run_dir, printer)
+    files.write_json(RUN_FILE, {**new_run_state(spec.name, spec.budget.time),
+                                "plan": plan[0].to_json()})
+    _attach(tuner, run_dir, printer)
     return _finish(tuner, spec, run_dir)
 
 
@@ -193,7 +297,7 @@ def resume_search(run_dir: str, *, address: str | None = None,
                                 "resumes": int(state.get("resumes", 0)) + 1})
     tuner = tune.Tuner.restore(run_dir, trainable=_trainable(spec, nodes, trainable),
                                resume_unfinished=True, resume_errored=False)
-    _recorder(tuner).attach(run_dir, printer)  # the folder may have moved since it was saved
+    _attach(tuner, run_dir, printer)  # the folder may have moved since it was saved
     return _finish(tuner, spec, run_dir)
 
 

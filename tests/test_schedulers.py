@@ -27,9 +27,20 @@ from search.schedulers import (
     _crowding_distances,
     _nondominated_ranks,
     build_scheduler,
+    milestones,
+    noise_margin,
 )
 from trainables.config import ConfigError
-from trainables.metrics import EPOCHS_DONE, PARAMS, VAL_ROBUST_ACC
+from trainables.metrics import (
+    DRIVER_DIR,
+    EPOCHS_DONE,
+    MAX_EPOCHS,
+    PARAMS,
+    RUNGS_FILE,
+    VAL_EXAMPLES,
+    VAL_ROBUST_ACC,
+    WALL_TIME_S,
+)
 
 CONTINUE, STOP = TrialScheduler.CONTINUE, TrialScheduler.STOP
 
@@ -126,10 +137,12 @@ def test_small_front_model_continues_where_plain_asha_stops_it() -> None:
     assert mo_decisions == [CONTINUE, CONTINUE, STOP, CONTINUE]
     assert asha_decisions == [CONTINUE, STOP, STOP, STOP]
     assert mo.rung_summary()[0] == {
-        "bracket": 0, "milestone": 1, "recorded": 4, "stopped": 1, "continued": 3
+        "bracket": 0, "milestone": 1, "recorded": 4, "stopped": 1, "continued": 3,
+        "within_noise": 0,
     }  # fmt: skip
     assert asha.rung_summary()[0] == {
-        "bracket": 0, "milestone": 1, "recorded": 4, "stopped": 3, "continued": 1
+        "bracket": 0, "milestone": 1, "recorded": 4, "stopped": 3, "continued": 1,
+        "within_noise": 0,
     }  # fmt: skip
 
 
@@ -272,7 +285,8 @@ def test_on_trial_complete_records_a_final_result_for_later_comparisons() -> Non
     mo.on_trial_add(None, done)
     mo.on_trial_complete(None, done, _result(1, 0.9, 10))  # finished without being judged
     assert mo.rung_summary()[0] == {
-        "bracket": 0, "milestone": 1, "recorded": 1, "stopped": 0, "continued": 0
+        "bracket": 0, "milestone": 1, "recorded": 1, "stopped": 0, "continued": 0,
+        "within_noise": 0,
     }  # fmt: skip
     assert _report(mo, 1, 0.5, 20) == STOP  # dominated by the recorded final result
     removed = _trial()
@@ -327,8 +341,10 @@ def test_restore_rebuilds_rungs_from_result_json(cls, tmp_path: Path) -> None:
     scheduler.on_trial_add(None, _restored_trial(tmp_path, running, finished=False))
     scheduler.on_trial_add(None, _trial())  # a new trial with no results: nothing to replay
     assert scheduler.rung_summary() == [
-        {"bracket": 0, "milestone": 1, "recorded": 2, "stopped": 0, "continued": 1},
-        {"bracket": 0, "milestone": 3, "recorded": 1, "stopped": 1, "continued": 0},
+        {"bracket": 0, "milestone": 1, "recorded": 2, "stopped": 0, "continued": 1,
+         "within_noise": 0},
+        {"bracket": 0, "milestone": 3, "recorded": 1, "stopped": 1, "continued": 0,
+         "within_noise": 0},
     ]
     assert _report(scheduler, 1, 0.05, 2_000_000) == STOP  # judged against the replayed points
 
@@ -345,7 +361,7 @@ def test_build_scheduler_kinds() -> None:
     asha = build_scheduler("asha", **kwargs)
     assert isinstance(asha, RecordingASHAScheduler)
     assert (asha.metric, asha._mode) == (VAL_ROBUST_ACC, "max")
-    assert type(build_scheduler("none", **kwargs)) is FIFOScheduler
+    assert isinstance(build_scheduler("none", **kwargs), FIFOScheduler)
 
 
 def test_build_scheduler_rejects_a_bad_kind_in_one_line() -> None:
@@ -371,7 +387,7 @@ def test_build_scheduler_names_the_bad_spec_field(kwargs: dict, field: str) -> N
 @pytest.mark.parametrize(
     "kwargs, message",
     [
-        ({"grace_period": 0}, "grace_period must be a number >= 1, but got 0"),
+        ({"grace_period": 0}, "grace_period must be a number > 0, but got 0"),
         ({"reduction_factor": 1.0}, "reduction_factor must be a number > 1, but got 1.0"),
         ({"max_t": 2, "grace_period": 3}, "max_t must be a number >= grace_period (3), but got 2"),
         ({"brackets": 0}, "brackets must be an integer >= 1, but got 0"),
@@ -465,3 +481,108 @@ def test_mo_asha_in_a_real_tuner_and_after_restore(local_ray, tmp_path: Path) ->
     assert again is not scheduler and again.rung_summary()[0]["recorded"] == 0
     restored.fit()
     assert again.rung_summary() == summary
+
+
+# --- noise, budget, the decision record ------------------------------------------------------
+
+
+def _noisy(epoch: float, acc: float, params: float, examples: int) -> dict:
+    return {**_result(epoch, acc, params), VAL_EXAMPLES: examples}
+
+
+@pytest.mark.parametrize("kind", ["mo-asha", "asha"])
+def test_a_gap_within_noise_is_not_a_reason_to_stop(kind: str) -> None:
+    """The issue's case: 8.4-8.8% robust on 250 images (SE ~1.8 points) are one number."""
+    def decisions(z: float, examples: int) -> list[str]:
+        scheduler = build_scheduler(kind, max_t=3, grace_period=1, reduction_factor=3, noise_z=z)
+        out = []
+        for acc in (0.088, 0.087, 0.086, 0.084):
+            trial = _trial()
+            scheduler.on_trial_add(None, trial)
+            out.append(scheduler.on_trial_result(None, trial, _noisy(1, acc, 1_000_000, examples)))
+        return out
+
+    assert STOP in decisions(0.0, 250)  # raw numbers: a coin toss stops someone
+    assert decisions(1.0, 250) == [CONTINUE] * 4  # within one SE of the difference: kept
+    assert STOP in decisions(1.0, 1_000_000)  # measured on a million images, 0.4 points is real
+
+
+@pytest.mark.parametrize("kind", ["mo-asha", "asha"])
+def test_a_clear_gap_still_stops_with_the_noise_allowance(kind: str) -> None:
+    scheduler = build_scheduler(kind, max_t=3, grace_period=1, reduction_factor=3, noise_z=1.0)
+    assert [_report_noisy(scheduler, acc) for acc in (0.40, 0.42, 0.41)] == [CONTINUE] * 3
+    assert _report_noisy(scheduler, 0.10) == STOP  # 30 points below on 250 images: not noise
+
+
+def _report_noisy(scheduler: TrialScheduler, acc: float) -> str:
+    trial = _trial()
+    scheduler.on_trial_add(None, trial)
+    return scheduler.on_trial_result(None, trial, _noisy(1, acc, 1_000_000, 250))
+
+
+def test_noise_margin_is_z_standard_errors_of_a_difference() -> None:
+    # Agresti-Coull p = (0.088 * 250 + 2) / 254; SE of a difference = sqrt(2 p (1 - p) / 250)
+    p = (0.088 * 250 + 2) / 254
+    assert noise_margin(0.088, 250, 1.0) == pytest.approx(math.sqrt(2 * p * (1 - p) / 250))
+    assert noise_margin(0.088, 250, 2.0) == pytest.approx(2 * noise_margin(0.088, 250, 1.0))
+    assert noise_margin(0.0, 250, 1.0) > 0  # a measured 0% is not certain either
+    assert noise_margin(0.5, None, 1.0) == noise_margin(0.5, 250, 0.0) == 0.0
+
+
+class _Clock:
+    def __init__(self, remaining: float) -> None:
+        self.remaining_s, self.elapsed_s = remaining, 100.0
+
+
+@pytest.mark.parametrize("kind", ["mo-asha", "asha", "none"])
+def test_a_trial_that_cannot_finish_in_the_budget_is_stopped(kind: str, tmp_path: Path) -> None:
+    clock = _Clock(remaining=50.0)
+    scheduler = build_scheduler(kind, max_t=3, grace_period=1, reduction_factor=3,
+                                clock=clock, only_finishable=True)
+    scheduler.attach(str(tmp_path))
+    slow, fast = _trial(), _trial()
+    for trial in (slow, fast):
+        scheduler.on_trial_add(None, trial)
+    # 40 s per epoch, 2 epochs left: 80 s needed, 50 s left
+    row = {**_noisy(1, 0.5, 1e6, 250), WALL_TIME_S: 40.0, MAX_EPOCHS: 3}
+    assert scheduler.on_trial_result(None, slow, row) == STOP
+    row = {**_noisy(1, 0.5, 1e6, 250), WALL_TIME_S: 20.0, MAX_EPOCHS: 3}
+    assert scheduler.on_trial_result(None, fast, row) == CONTINUE  # 40 s needed: fits
+    records = [json.loads(line) for line in
+               (tmp_path / DRIVER_DIR / RUNGS_FILE).read_text().splitlines()]
+    budget = [r for r in records if r["reason"] == "budget"]
+    assert [r["trial_id"] for r in budget] == [slow.trial_id]
+    assert budget[0]["needed_s"] == 80.0 and budget[0]["remaining_s"] == 50.0
+    off = build_scheduler(kind, max_t=3, grace_period=1, reduction_factor=3, clock=clock,
+                          only_finishable=False)
+    trial = _trial()
+    off.on_trial_add(None, trial)
+    row = {**_noisy(1, 0.5, 1e6, 250), WALL_TIME_S: 40.0, MAX_EPOCHS: 3}
+    assert off.on_trial_result(None, trial, row) == CONTINUE  # the user asked for it
+
+
+@pytest.mark.parametrize("kind", ["mo-asha", "asha"])
+def test_every_rung_decision_is_written_with_its_reason(kind: str, tmp_path: Path) -> None:
+    scheduler = build_scheduler(kind, max_t=3, grace_period=0.25, reduction_factor=3,
+                                noise_z=1.0)
+    scheduler.attach(str(tmp_path))
+    decisions = [_report_at(scheduler, 0.25, acc) for acc in (0.30, 0.29, 0.05)]
+    assert decisions == [CONTINUE, CONTINUE, STOP]
+    records = [json.loads(line) for line in
+               (tmp_path / DRIVER_DIR / RUNGS_FILE).read_text().splitlines()]
+    assert [(r["milestone"], r["decision"], r["reason"]) for r in records] == [
+        (0.25, CONTINUE, "rank"), (0.25, CONTINUE, "within-noise"), (0.25, STOP, "rank")]
+    assert all(r["margin"] > 0 for r in records)
+
+
+def _report_at(scheduler: TrialScheduler, epoch: float, acc: float) -> str:
+    trial = _trial()
+    scheduler.on_trial_add(None, trial)
+    return scheduler.on_trial_result(None, trial, _noisy(epoch, acc, 1_000_000, 250))
+
+
+def test_rungs_may_start_at_a_fraction_of_an_epoch() -> None:
+    assert milestones(0.125, 3, 3) == [0.125, 0.375, 1.125]
+    assert milestones(1, 9, 3) == [1, 3]
+    mo = MOASHAScheduler(max_t=3, grace_period=0.125, reduction_factor=3)
+    assert [r["milestone"] for r in mo.rung_summary()] == [0.125, 0.375, 1.125]

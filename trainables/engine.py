@@ -92,6 +92,18 @@ def _set_threads(threads: int | None) -> None:
         torch.set_num_threads(threads)
 
 
+class _EpochPart:
+    """An epoch under way: its batch iterator and running sums (kept on the device)."""
+
+    def __init__(self, batches: Iterator[tuple[Tensor, Tensor]], device: torch.device) -> None:
+        self.batches_left = batches
+        self.batches = 0
+        self.seen = 0
+        self.elapsed = 0.0
+        self.loss_sum = torch.zeros((), device=device)
+        self.correct = torch.zeros((), device=device, dtype=torch.long)
+
+
 class Trainer:
     """Adversarial training of one WRN; see the module docstring."""
 
@@ -134,6 +146,7 @@ class Trainer:
         self.best: dict[str, Any] = {}  # metrics of the best-validation-robust epoch
         self.best_state: dict[str, Tensor] | None = None
         self.on_batch: Callable[[], None] | None = None  # e.g. a progress bar's update
+        self._partial: _EpochPart | None = None  # the epoch under way, between sub-epoch rungs
 
     # ----------------------------------------------------------------- training
     def _autocast(self) -> contextlib.AbstractContextManager[Any]:
@@ -148,40 +161,38 @@ class Trainer:
             yield x, y
 
     def train_epoch(self) -> dict[str, float]:
-        """One epoch of (adversarial) training. Host syncs only at the end of the epoch."""
+        """One epoch of (adversarial) training, or the rest of one that `train_until` began."""
+        return self.train_until(1.0)
+
+    def train_until(self, fraction: float) -> dict[str, float]:
+        """Train the current epoch up to `fraction` of its batches (a sub-epoch rung).
+
+        The statistics cover the epoch so far. Host syncs only when it returns. The epoch
+        counter moves on when the last batch is done; state is only saved between epochs.
+        """
         tcfg = self.cfg.training
+        part = self._partial or _EpochPart(iter(self._batches()), self.device)
+        self._partial = part
+        target = min(len(self.train_loader), max(part.batches, math.ceil(
+            fraction * len(self.train_loader) - 1e-9)))
         self.model.train()
-        loss_sum = torch.zeros((), device=self.device)
-        correct = torch.zeros((), device=self.device, dtype=torch.long)
-        seen = 0
         start = time.perf_counter()
-        for x, y in self._batches():
-            with self._autocast():
-                x_in = x if self.attack is None else self.attack.perturb(x, y)
-                if tcfg.method == "fgsm-mix" and self.attack is not None:
-                    logits = self.net(torch.cat([x, x_in]))
-                    clean_logits, logits = logits.chunk(2)
-                    loss = tcfg.mix_weight * F.cross_entropy(
-                        clean_logits, y, label_smoothing=tcfg.label_smoothing
-                    ) + (1 - tcfg.mix_weight) * F.cross_entropy(
-                        logits, y, label_smoothing=tcfg.label_smoothing
-                    )
-                else:
-                    logits = self.net(x_in)
-                    loss = F.cross_entropy(logits, y, label_smoothing=tcfg.label_smoothing)
-            self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            self.optimizer.step()
-            self.lr_schedule.step()
-            loss_sum += loss.detach() * y.shape[0]
-            correct += (logits.argmax(1) == y).sum()
-            seen += y.shape[0]
+        while part.batches < target:
+            x, y = next(part.batches_left)
+            loss, logits = self._step(x, y)
+            part.loss_sum += loss * y.shape[0]
+            part.correct += (logits.argmax(1) == y).sum()
+            part.seen += y.shape[0]
+            part.batches += 1
             if self.on_batch is not None:
                 self.on_batch()
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
-        elapsed = time.perf_counter() - start
-        mean_loss = (loss_sum / seen).item()
+        part.elapsed += time.perf_counter() - start
+        if part.batches >= len(self.train_loader):
+            self._partial = None
+        seen = max(part.seen, 1)
+        mean_loss = (part.loss_sum / seen).item()
         if not math.isfinite(mean_loss):
             raise TrainingDiverged(
                 f"training loss became {mean_loss} in epoch {self.epoch + 1} "
@@ -191,11 +202,39 @@ class Trainer:
             )
         return {
             M.TRAIN_LOSS: mean_loss,
-            M.TRAIN_ACC: correct.item() / seen,
-            M.EPOCH_TIME_S: elapsed,
-            M.TRAIN_IMAGES_PER_S: seen / elapsed,
+            M.TRAIN_ACC: part.correct.item() / seen,
+            M.EPOCH_TIME_S: part.elapsed,
+            M.TRAIN_IMAGES_PER_S: part.seen / max(part.elapsed, 1e-9),
             M.LR: self.optimizer.param_groups[0]["lr"],
         }
+
+    def _step(self, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
+        """One optimiser step on a batch (attacked first); returns the loss and the logits."""
+        tcfg = self.cfg.training
+        with self._autocast():
+            x_in = x if self.attack is None else self.attack.perturb(x, y)
+            if tcfg.method == "fgsm-mix" and self.attack is not None:
+                clean_logits, logits = self.net(torch.cat([x, x_in])).chunk(2)
+                loss = tcfg.mix_weight * F.cross_entropy(
+                    clean_logits, y, label_smoothing=tcfg.label_smoothing
+                ) + (1 - tcfg.mix_weight) * F.cross_entropy(
+                    logits, y, label_smoothing=tcfg.label_smoothing
+                )
+            else:
+                logits = self.net(x_in)
+                loss = F.cross_entropy(logits, y, label_smoothing=tcfg.label_smoothing)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        self.lr_schedule.step()
+        return loss.detach(), logits
+
+    @property
+    def progress(self) -> float:
+        """Epochs trained so far, with the trained part of the current epoch."""
+        if self._partial is None:
+            return float(self.epoch)
+        return self.epoch + self._partial.batches / len(self.train_loader)
 
     # --------------------------------------------------------------- evaluation
     def evaluate(self) -> dict[str, float]:
@@ -207,31 +246,53 @@ class Trainer:
         tm = self.cfg.threat_model
         start = time.perf_counter()
         clean = (predict(self.net, self.val_x, tm.batch_size) == self.val_y).float().mean()
-        row: dict[str, float] = {M.VAL_CLEAN_ACC: clean.item()}
+        row: dict[str, float] = {M.VAL_CLEAN_ACC: clean.item(),
+                                 M.VAL_EXAMPLES: int(self.val_y.shape[0])}
+        generator = self._evaluation_generator()
         for eps in tm.epsilons:
             attack = _pgd_class(tm.norm)(self.net, eps, steps=tm.steps,
-                                        restarts=tm.restarts, generator=self.generator)
+                                        restarts=tm.restarts, generator=generator)
             ok = robust_correct(self.net, attack, self.val_x, self.val_y, tm.batch_size)
             row[M.robust_acc_key(eps)] = ok.float().mean().item()
         row[M.VAL_ROBUST_ACC] = row[M.robust_acc_key(tm.epsilons[0])]
         row[M.EVAL_TIME_S] = time.perf_counter() - start
         return row
 
+    def _evaluation_generator(self) -> torch.Generator:
+        """Random starts of the validation attack, seeded by the progress: an evaluation never
+        draws from the training generator, so evaluating at sub-epoch rungs (or not) leaves
+        the training run itself unchanged."""
+        seed = self.cfg.training.seed * 1_000_003 + round(self.progress * 1_000)
+        return torch.Generator(device=self.device).manual_seed(seed)
+
     # -------------------------------------------------------------------- epoch
     def run_epoch(self) -> dict[str, Any]:
         """Train and evaluate one epoch; track the best-validation-robust weights."""
+        return self.run_until(self.epoch + 1)
+
+    def run_until(self, epochs: float) -> dict[str, Any]:
+        """Train up to `epochs` (a fraction of the current epoch, or its end) and evaluate.
+
+        Sub-epoch points are where early stopping judges an expensive trial before it has
+        spent a whole epoch; the row's EPOCHS_DONE is then fractional. The best weights are
+        tracked over every evaluation.
+        """
+        if not self.epoch < epochs <= self.epoch + 1:
+            raise ValueError(f"epochs must lie in ({self.epoch}, {self.epoch + 1}], but got {epochs}")
         start = time.perf_counter()
-        row = self.train_epoch()
+        row = self.train_until(epochs - self.epoch)
+        if self._partial is None:
+            self.epoch += 1
         row.update(self.evaluate())
-        self.epoch += 1
+        done: float = self.epoch if self._partial is None else self.progress
         if not self.best or row[M.VAL_ROBUST_ACC] > self.best[M.VAL_ROBUST_ACC]:
             self.best = {k: v for k, v in row.items() if k.startswith("val_")}
-            self.best[M.BEST_EPOCH] = self.epoch
+            self.best[M.BEST_EPOCH] = done
             self.best_state = {k: v.detach().to("cpu", copy=True)
                                for k, v in self.model.state_dict().items()}
         self.wall_time_s += time.perf_counter() - start
         return {**self.static_facts(), **row, **self.best_summary(),
-                M.EPOCHS_DONE: self.epoch, M.WALL_TIME_S: self.wall_time_s}
+                M.EPOCHS_DONE: done, M.WALL_TIME_S: self.wall_time_s}
 
     def static_facts(self) -> dict[str, Any]:
         """What never changes during the run: identity and hyperparameters of the trial."""
@@ -266,7 +327,12 @@ class Trainer:
 
     # -------------------------------------------------------------------- state
     def state_dict(self) -> dict[str, Any]:
-        """Everything needed to continue this exact run (weights_only-loadable)."""
+        """Everything needed to continue this exact run (weights_only-loadable).
+
+        Only between epochs: a half-trained epoch's batch order is not part of the state.
+        """
+        if self._partial is not None:
+            raise RuntimeError("a Trainer's state is saved between epochs, not mid-epoch")
         state: dict[str, Any] = {
             "config": self.cfg.to_dict(),
             "epoch": self.epoch,

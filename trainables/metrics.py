@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 
-EPOCHS_DONE = "epochs_done"  # epochs finished so far: the fidelity of the result
+EPOCHS_DONE = "epochs_done"  # epochs trained so far (a fraction at a sub-epoch rung): the fidelity
 MAX_EPOCHS = "max_epochs"  # the full fidelity this trial was configured for
 PARAMS = "params"  # exact trainable-parameter count
 WRN = "wrn"  # "WRN-d-k"
@@ -22,12 +22,17 @@ VAL_ROBUST_ACC = "val_robust_acc"  # robust accuracy at the first eval epsilon: 
 BEST_VAL_ROBUST_ACC = "best_val_robust_acc"  # best VAL_ROBUST_ACC over the epochs so far
 BEST_EPOCH = "best_epoch"  # epoch of BEST_VAL_ROBUST_ACC (its checkpoint is kept)
 
+VAL_EXAMPLES = "val_examples"  # validation images attacked per evaluation: the n of its noise
+
 EPOCH_TIME_S = "epoch_time_s"  # wall time of the training part of the epoch
 EVAL_TIME_S = "eval_time_s"  # wall time of the validation attacks
 WALL_TIME_S = "wall_time_s"  # wall time since the trial started (across restores)
 TRAIN_IMAGES_PER_S = "train_images_per_s"  # training throughput (attack included)
 
 DIVERGED = "diverged"  # the loss went NaN/inf; the trial stopped itself
+# The searcher's prediction of the trial's seconds per epoch (training and one evaluation),
+# made before it started; analysis sets it beside the measured WALL_TIME_S / EPOCHS_DONE.
+PREDICTED_EPOCH_S = "predicted_epoch_s"
 
 _ROBUST_PREFIX = "val_robust_acc_eps_"
 _CLEAN_PREFIX = "val_clean_acc"
@@ -95,6 +100,7 @@ SPLIT = "split"  # which split the accuracies come from: always "validation" dur
 DRIVER_DIR = "wrn-search"
 RUN_FILE = "run.json"  # run state and budget used
 EVENTS_FILE = "events.jsonl"  # trial start / complete / error events
+RUNGS_FILE = "rungs.jsonl"  # every early-stopping decision the scheduler made, and why
 DIVERGED_MARKER = "diverged.txt"  # in a trial folder: its loss went NaN/inf (the reason)
 SPEC_JSON = "spec.json"  # the validated spec, every default filled in
 SPEC_TOML = "spec.toml"  # the spec as the user wrote it

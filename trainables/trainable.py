@@ -2,8 +2,11 @@
 at most every `CHECKPOINT_INTERVAL` seconds and after the last epoch.
 
 The Tune config holds the experiment's fixed trial settings under "trial" (a
-`TrialConfig.to_dict()`), the searched hyperparameters as flat keys (`SEARCHABLE`), and
-the checkpoint interval under `CHECKPOINT_INTERVAL` (seconds; 0 or absent: every epoch).
+`TrialConfig.to_dict()`), the searched hyperparameters as flat keys (`SEARCHABLE`), the
+checkpoint interval under `CHECKPOINT_INTERVAL` (seconds; 0 or absent: every epoch), the
+sub-epoch rungs under `REPORT_EPOCHS` (fractional epochs where the trial also evaluates and
+reports, so early stopping can judge an expensive trial before its first epoch ends) and
+the searcher's cost prediction under `metrics.PREDICTED_EPOCH_S` (reported back as is).
 Module-level on purpose: Ray pickles it by reference, and OptunaSearch's state with it.
 """
 
@@ -26,6 +29,7 @@ from trainables.config import TrialConfig
 from trainables.engine import Trainer, TrainingDiverged
 
 CHECKPOINT_INTERVAL = "checkpoint_interval_s"
+REPORT_EPOCHS = "report_epochs"
 
 log = logging.getLogger(__name__)
 
@@ -78,8 +82,10 @@ def train_wrn(config: dict[str, Any]) -> None:
         raise TrainingDiverged(f"{marker.read_text()} (not retried: it would diverge again)")
     gpu_share = _limit_resources()
     cfg = trial_config(config)
+    facts = {M.GPU_SHARE: gpu_share, M.PREDICTED_EPOCH_S: config.get(M.PREDICTED_EPOCH_S)}
+    points = report_points(cfg.training.epochs, config.get(REPORT_EPOCHS, ()))
     try:
-        _train(Trainer(cfg), gpu_share, float(config.get(CHECKPOINT_INTERVAL, 0.0)))
+        _train(Trainer(cfg), facts, points, float(config.get(CHECKPOINT_INTERVAL, 0.0)))
     except TrainingDiverged as exc:
         marker.parent.mkdir(parents=True, exist_ok=True)
         marker.write_text(str(exc))
@@ -95,18 +101,26 @@ def checkpoint_due(done: bool, since_last_s: float, interval_s: float) -> bool:
     return done or since_last_s >= interval_s
 
 
-def _train(trainer: Trainer, gpu_share: float, interval_s: float) -> None:
+def report_points(epochs: int, sub_epoch: Any = ()) -> list[float]:
+    """Where a trial evaluates and reports: after every epoch, and at the sub-epoch rungs."""
+    extra = {float(p) for p in sub_epoch or () if 0 < float(p) < epochs}
+    return sorted({float(e) for e in range(1, epochs + 1)} | extra)
+
+
+def _train(trainer: Trainer, facts: dict[str, Any], points: list[float], interval_s: float) -> None:
     checkpoint = tune.get_checkpoint()
     if checkpoint is not None:
         with checkpoint.as_directory() as directory:
             restore_checkpoint(trainer, Path(directory))
         log.info("restored %s at epoch %d", trainer.static_facts()[M.WRN], trainer.epoch)
     last = time.monotonic()
-    while not trainer.done:
-        row = trainer.run_epoch()
-        row[M.GPU_SHARE] = gpu_share
-        row[M.NODE_ID] = ray.get_runtime_context().get_node_id()
-        if not checkpoint_due(trainer.done, time.monotonic() - last, interval_s):
+    node = ray.get_runtime_context().get_node_id()
+    for point in points:
+        if point <= trainer.progress:
+            continue  # reached before a restore
+        row = {**trainer.run_until(point), **facts, M.NODE_ID: node}
+        whole_epoch = trainer.progress == trainer.epoch  # state is saved between epochs only
+        if not whole_epoch or not checkpoint_due(trainer.done, time.monotonic() - last, interval_s):
             tune.report(row)
             continue
         with tempfile.TemporaryDirectory() as directory:
