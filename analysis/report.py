@@ -28,7 +28,7 @@ from analysis.pareto import reference_params as _reference_params
 from analysis.plots import human_params, pct
 from trainables import metrics
 from trainables.config import ConfigError, fail
-from trainables.evaluation import TEST_CLEAN_ACC, strong_acc_key
+from trainables.evaluation import TEST_CLEAN_ACC, check_status, checks_summary, checks_verdict, strong_acc_key
 
 logger = logging.getLogger(__name__)
 
@@ -381,7 +381,10 @@ def evaluation_table(evaluation: Evaluation) -> pd.DataFrame:
             row["drop_val_to_test_strong"] = (
                 val - e["robust_acc"] if val is not None and e.get("robust_acc") is not None
                 else None)
-            row["checks_passed"] = r.get("checks_passed")
+            checks = r.get("checks") or []
+            row["checks"] = checks_verdict(check_status(c.get("passed")) for c in checks)
+            row["checks_not_run"] = ", ".join(str(c.get("name")) for c in checks
+                                              if c.get("passed") is None)
             row["gradient_masking_suspected"] = r.get("gradient_masking_suspected")
             rows.append(row)
     return pd.DataFrame(rows)
@@ -400,9 +403,12 @@ def _evaluation_sections(run: Run, evaluation: Evaluation) -> list[Block]:
     blocks += [Heading(3, "Search-time vs strong robust accuracy"), _side_by_side(evaluation)]
     blocks += [Heading(3, "Sanity checks (Carlini et al. 2019)"), Para(
         "Automated checks from Carlini et al. 2019, \"On Evaluating Adversarial Robustness\", "
-        "plus AutoAttack's zero-gradient and Square checks. Comparisons allow for noise: two "
-        "binomial standard errors plus one image. A failure marked \"masking\" is the kind "
-        "gradient masking produces."), _checks_table(records)]
+        "plus AutoAttack's zero-gradient and Square checks. Each check passed, failed, or was "
+        "not run (it needs an attack that was not asked for); a check that did not run is "
+        "never counted as passed, and each model's verdict names the checks it rests on. "
+        "Comparisons of two accuracies allow for noise: two binomial standard errors plus one "
+        "image. A failure marked \"masking\" is the kind gradient masking produces."),
+        Para(_thresholds(records)), _verdict_table(records), _checks_table(records)]
     blocks += [Heading(3, "Accuracy vs epsilon"),
                Plot("evaluation_curves", plots.evaluation_curves_figure(records),
                     "Test-split accuracy under the curve attack at each epsilon (lines) and "
@@ -462,6 +468,29 @@ def _attack_cell(row: pd.Series, name: str) -> str:
 
 def _pct_or_dash(value: Any) -> str:
     return "—" if value is None or pd.isna(value) else pct(float(value))
+
+
+def _thresholds(records: Sequence[dict[str, Any]]) -> str:
+    """The thresholds the checks used, as stored with each record (they are configurable)."""
+    texts = set()
+    for r in records:
+        suite = r.get("suite") or {}
+        if "gap_threshold" in suite and "large_eps_max_acc" in suite:
+            texts.add(f"search-time PGD at most {pct(suite['gap_threshold'])} (plus one image) "
+                      f"above the strong figure; at most {pct(suite['large_eps_max_acc'])} "
+                      "accuracy (and at least one image) at the largest curve epsilon")
+    if not texts:
+        return "Thresholds: as stored with each record."
+    return ("Thresholds: " + "; ".join(sorted(texts)) + ". Honest PGD-to-AutoAttack gaps are "
+            "3-6 points, and an untargeted attack at 128/255 fools about every image, so "
+            "chance level would let a broken attack pass.")
+
+
+def _verdict_table(records: Sequence[dict[str, Any]]) -> Table:
+    rows = [[f"{r.get('wrn')} ({r['trial_id']})", checks_summary(r.get("checks") or [])
+             + ("; GRADIENT MASKING SUSPECTED" if r.get("gradient_masking_suspected") else "")]
+            for r in records]
+    return Table(["model", "verdict"], rows, [False, False])
 
 
 def _checks_table(records: Sequence[dict[str, Any]]) -> Table:

@@ -350,15 +350,18 @@ def _evaluation_record(trial_id: str, depth: int, width: int, strong: float, *,
         per_eps[key] = {"eps": eps, "label": metrics.eps_label(eps), "robust_acc": strong,
                         "attacks": attacks, "autoattack_steps": {}, "square_gain": 0.0}
     checks = [
-        {"name": "chance_at_large_eps", "title": "Accuracy falls to chance at a large epsilon",
+        {"name": "near_zero_at_large_eps", "title": "Accuracy falls to about 0% at a large epsilon",
          "passed": True, "detail": "PGD-20 at eps 128/255: 0.0%", "masking": True,
          "values": {"chance": 0.1}},
         {"name": "search_gap", "title": "The search-time attack is close to the strong figure",
          "passed": not masked, "detail": "largest gap 20.0% at 8/255", "masking": True,
          "values": {}},
+        {"name": "gradient_free_agrees", "title": "A gradient-free attack finds nothing ...",
+         "passed": None, "detail": "not run: needs --attacks autoattack", "masking": True,
+         "values": {}},
     ]
     return {
-        "format": 1, "trial_id": trial_id, "wrn": wrn_name(depth, width),
+        "format": 2, "trial_id": trial_id, "wrn": wrn_name(depth, width),
         "params": count_parameters(depth, width), "split": "test", "n": 200, "n_total": 10000,
         "subset": True, "norm": "linf", "epsilons": list(EPS),
         "autoattack": "official AutoAttack code (pyautoattack 0.2.0), standard version",
@@ -370,7 +373,9 @@ def _evaluation_record(trial_id: str, depth: int, width: int, strong: float, *,
         "per_eps": per_eps,
         "curve": {"attack": "PGD-20", "eps": [0.0, 4 / 255, 8 / 255, 128 / 255],
                   "acc": [0.58, strong + 0.1, strong, 0.0]},
-        "checks": checks, "checks_passed": not masked, "gradient_masking_suspected": masked,
+        "checks": checks, "checks_verdict": "failed" if masked else "incomplete",
+        "gradient_masking_suspected": masked,
+        "suite": {"gap_threshold": 0.06, "large_eps_max_acc": 0.02},
     }
 
 
@@ -396,7 +401,11 @@ def test_report_shows_the_test_split_evaluation(tmp_path: Path) -> None:
         assert "200 of 10000 test images (a subset, --n)" in text
         assert "except the section" in text and "Test-split figures appear only" not in text
         assert "GRADIENT MASKING SUSPECTED for WRN-16-2 (t_b)" in text
-        assert "FAIL (masking)" in text and "PASS" in text
+        assert "FAIL (masking)" in text and "PASS" in text and "not run" in text
+        assert "checks INCOMPLETE (2 of 3 passed; not run: gradient_free_agrees; the verdict " \
+               "rests on near_zero_at_large_eps, search_gap)" in text
+        assert "checks FAILED (1 of 3 passed; failed: search_gap; not run" in text
+        assert "at most 6.0% (plus one image) above the strong figure" in text
         assert "41.0%" in text and "20.0% (white-box)" in text  # the transfer matrix
         assert "official AutoAttack code" in text
     # Side by side: validation PGD-10 (35%) beside the test strong figure (20%), per epsilon.
@@ -406,5 +415,7 @@ def test_report_shows_the_test_split_evaluation(tmp_path: Path) -> None:
     assert "test strong 8/255" in md
     table = pd.read_csv(out / "evaluation.csv")
     assert len(table) == 4 and set(table["trial_id"]) == {"t_a", "t_b"}
+    assert set(table["checks"]) == {"incomplete", "failed"}
+    assert set(table["checks_not_run"]) == {"gradient_free_agrees"}
     assert out / "evaluation_curves.png" in written
     assert "<svg" in page and "https://" not in page
