@@ -23,9 +23,10 @@ from matplotlib.figure import Figure
 
 from analysis import plots
 from analysis.load import STATUSES, Evaluation, Run, load_run, read_evaluation
-from analysis.pareto import PUBLISHED_REFERENCE, Front, fronts, hypervolume_over_time
+from analysis.pareto import Front, fronts, hypervolume_over_time
 from analysis.pareto import reference_params as _reference_params
 from analysis.plots import human_params, pct
+from analysis.published import AUTOATTACK, EVALUATIONS, PublishedPoint, published_for
 from trainables import metrics
 from trainables.config import ConfigError, fail
 from trainables.evaluation import TEST_CLEAN_ACC, check_status, checks_summary, checks_verdict, strong_acc_key
@@ -341,15 +342,56 @@ def _front_sections(run: Run, all_fronts: Sequence[Front]) -> list[Block]:
         if i == 0:
             title += " (search objective)"
         blocks.append(Heading(3, title))
-        fig, tips = plots.front_figure(run, f, published=PUBLISHED_REFERENCE)
+        published = _published(run, f)
+        fig, tips = plots.front_figure(run, f, published=published)
         stem = f"front_{metrics.eps_key(f.eps)}" if f.eps is not None else "front_clean"
-        blocks.append(Plot(stem, fig, f"Validation {f.label} vs parameters; "
-                           f"hypervolume {f.hypervolume:.4f}.", tips))
+        caption = f"Validation {f.label} vs parameters; hypervolume {f.hypervolume:.4f}."
+        if published:
+            caption += (" Black: published models on the full CIFAR-10 test set (legend: which "
+                        "evaluation), a different split and attack from the run's validation "
+                        "points; crosses: this run's test-split figures, where evaluated.")
+        blocks.append(Plot(stem, fig, caption, tips))
         if f.members.empty:
             blocks.append(Para("No full-fidelity trial yet: no front."))
         else:
             blocks.append(_front_rows(run, f))
+        if published:
+            blocks += _published_blocks(f, published)
     return blocks
+
+
+def _published(run: Run, f: Front) -> tuple[PublishedPoint, ...]:
+    dataset = (run.spec.get("data") or {}).get("dataset")
+    norm = (run.spec.get("threat_model") or {}).get("norm")
+    return published_for(dataset, norm, f.eps)
+
+
+def _published_blocks(f: Front, published: Sequence[PublishedPoint]) -> list[Block]:
+    """Where the published state of the art stands, and at which evaluation."""
+    aa = [p for p in published if p.evaluation == AUTOATTACK]
+    best = max(aa, key=lambda p: p.robust_acc)
+    smallest = min(aa, key=lambda p: p.params)
+    ours = ""
+    if not f.members.empty:
+        top = f.members.loc[f.members[f.acc_col].idxmax()]
+        ours = (f" This run's front reaches {pct(top[f.acc_col])} ({top[metrics.WRN]}, "
+                f"{human_params(top[metrics.PARAMS])} parameters) on its validation split under "
+                "the search's PGD: an upper bound of what AutoAttack would give on the test set.")
+    rows = [[p.name, p.wrn, human_params(p.params), pct(p.clean_acc), pct(p.robust_acc),
+             p.evaluation, p.source] for p in published]
+    return [
+        Para(f"Published anchors at {metrics.eps_label(f.eps or 0.0)}: under AutoAttack on the "
+             f"full CIFAR-10 test set, without extra data, the published front runs from "
+             f"{pct(smallest.robust_acc)} ({smallest.name}, {smallest.wrn}, "
+             f"{human_params(smallest.params)}) to {pct(best.robust_acc)} ({best.name}, "
+             f"{best.wrn}, {human_params(best.params)})." + ours),
+        Details(f"Published anchors ({len(published)} models; sources)", [
+            Para("Evaluations: " + "; ".join(f"{k}: {v}" for k, v in EVALUATIONS.items())
+                 + ". Parameter counts: the standard WRN-d-k for ten classes."),
+            Table(["model", "WRN", "params", "clean", "robust", "evaluation", "source"], rows,
+                  [False, False, True, True, True, False, False]),
+        ]),
+    ]
 
 
 # ---------------------------------------------------------------- test-split evaluation

@@ -257,6 +257,22 @@ def test_report_files_front_and_contents(tmp_path: Path) -> None:
     assert page.count("<svg") >= 5 and "<title>WRN-16-4" in page  # plots with tooltips
     for image in re.findall(r"!\[[^\]]*\]\(([^)]+)\)", md):
         assert (out / image).is_file() and "/" not in image  # relative, next to report.md
+    # CIFAR-10 images at L-inf 8/255: the objective front carries the published anchors,
+    # each saying its evaluation and source; the 4/255 and clean fronts carry none.
+    front8 = page[page.index('id="front_8_255-'):page.index('id="front_4_255-')]
+    assert front8.count("source: RobustBench model_info/") == 6  # one tooltip per point
+    assert front8.count("<title>Rice k=") == 12
+    assert "published: AutoAttack (standard), full CIFAR-10 test set, RobustBench" in front8
+    assert "Rice et al. 2020 WRN-34-k, PGD-10 (last iterate" in front8
+    assert "<title>Madry 2018: WRN-34-10, 46,160,474 parameters" in front8
+    assert "robust 44.04% at 8/255, clean 87.14%" in front8
+    assert "source: RobustBench model_info/cifar10/Linf/Madry2018Towards.json" in front8
+    assert "<title>Rice k=20: WRN-34-20" in front8 and "robust 58.16% at 8/255" in front8
+    assert page.count("RobustBench model_info/") == 2 * 6  # tooltips + the sources table
+    for text in (page, md):
+        assert ("Published anchors at 8/255: under AutoAttack on the full CIFAR-10 test set, "
+                "without extra data, the published front runs from 41.4% (Ding 2020, WRN-28-4, "
+                "5.85M) to 58.1% (Chen 2024, WRN-34-20, 185M).") in text
 
 
 def test_report_html_is_self_contained(tmp_path: Path) -> None:
@@ -419,3 +435,7 @@ def test_report_shows_the_test_split_evaluation(tmp_path: Path) -> None:
     assert set(table["checks_not_run"]) == {"gradient_free_agrees"}
     assert out / "evaluation_curves.png" in written
     assert "<svg" in page and "https://" not in page
+    # The front figure puts the evaluated models' test figures beside the published ones.
+    front8 = page[page.index('id="front_8_255-'):page.index('id="front_4_255-')]
+    assert "test strong 20.0% at 8/255 on 200 test images" in front8
+    assert "this run, test split: strongest attacks, per-example minimum (200 images)" in front8
