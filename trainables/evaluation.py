@@ -543,31 +543,38 @@ def _base_pgd(cfg: SuiteConfig) -> tuple[int, int]:
 # restarts only re-attack the survivors; AutoAttack runs APGD-CE on every attacked image
 # and APGD-T, FAB-T (targets x iterations each) and Square (one forward per query) on the
 # survivors. "Survivors" is the share of attacked images no attack has fooled yet (0.5
-# before the first attack has run). The estimate is the measured seconds per unit so far
-# times the units left, so it corrects itself as the model is attacked.
+# before the first attack has run). Each stage also re-predicts all n images (a forward,
+# 0.5 / clean accuracy per attacked image; AutoAttack once per component, the curve once
+# per epsilon), which dominates the cheap stages of a weak model. The estimate is the
+# measured seconds per unit so far times the units left, so it corrects itself as the
+# model is attacked.
 
 
 def _pgd_units(steps: int, restarts: int, survive: float) -> float:
     return steps * (1 + (restarts - 1) * survive)
 
 
-def _stage_units(cfg: SuiteConfig, key: str, survive: float) -> float:
-    """Estimated cost of one stage of `evaluate_model`, per attacked image."""
+def _stage_units(cfg: SuiteConfig, key: str, survive: float, recheck: float) -> float:
+    """Estimated cost of one stage of `evaluate_model`, per attacked image (`recheck`: the
+    cost of one forward pass over all n images, per attacked image)."""
     steps, restarts = _base_pgd(cfg)
-    if key == FGSM_KEY or key == "zero_grad":
+    if key == FGSM_KEY:
+        return 1.0 + recheck
+    if key == "zero_grad":
         return 1.0
     if key == SEARCH_PGD_KEY:
-        return _pgd_units(cfg.search_steps, cfg.search_restarts, survive)
+        return _pgd_units(cfg.search_steps, cfg.search_restarts, survive) + recheck
     if key == PGD_KEY:
-        return _pgd_units(cfg.pgd_steps, cfg.pgd_restarts, survive)
+        return _pgd_units(cfg.pgd_steps, cfg.pgd_restarts, survive) + recheck
     if key == PGD_2STEPS_KEY:
-        return _pgd_units(2 * steps, restarts, survive)
+        return _pgd_units(2 * steps, restarts, survive) + recheck
     if key == PGD_2RESTARTS_KEY:
-        return _pgd_units(steps, 2 * restarts, survive)
+        return _pgd_units(steps, 2 * restarts, survive) + recheck
     if key == AUTOATTACK_KEY:
-        return cfg.aa_iters + survive * (2 * cfg.aa_targets * cfg.aa_iters + 0.5 * cfg.aa_queries)
+        return (cfg.aa_iters + survive * (2 * cfg.aa_targets * cfg.aa_iters + 0.5 * cfg.aa_queries)
+                + len(AUTOATTACK_COMPONENTS) * recheck)
     if key == "curve":
-        return cfg.curve_steps * sum(1 for e in cfg.curve() if e > 0)
+        return sum(cfg.curve_steps + recheck for e in cfg.curve() if e > 0)
     raise ValueError(f"unknown stage {key!r}")
 
 
@@ -592,8 +599,10 @@ def estimate_text(elapsed: float, left: float) -> str:
 class _Clock:
     """Running estimate of the time left for one model (see the cost model above)."""
 
-    def __init__(self, cfg: SuiteConfig, text: Callable[[float, float], str]) -> None:
+    def __init__(self, cfg: SuiteConfig, text: Callable[[float, float], str],
+                 clean_acc: float) -> None:
         self.cfg, self.text = cfg, text
+        self.recheck = 0.5 / max(clean_acc, 0.01)
         self.start = time.perf_counter()
         self.todo = _stages(cfg)
         self.units_done = 0.0
@@ -604,11 +613,11 @@ class _Clock:
         keys = [s.rsplit(":", 1)[-1] for s in self.todo]
         if key in keys:
             self.todo.pop(keys.index(key))
-        self.units_done += _stage_units(self.cfg, key, self.survive)
+        self.units_done += _stage_units(self.cfg, key, self.survive, self.recheck)
         if survive is not None:
             self.survive = min(max(survive, 0.0), 1.0)
         elapsed = time.perf_counter() - self.start
-        units_left = sum(_stage_units(self.cfg, s.rsplit(":", 1)[-1], self.survive)
+        units_left = sum(_stage_units(self.cfg, s.rsplit(":", 1)[-1], self.survive, self.recheck)
                          for s in self.todo)
         return self.text(elapsed, elapsed / max(self.units_done, 1e-9) * units_left)
 
@@ -853,11 +862,11 @@ def evaluate_model(model: nn.Module, x: Tensor, y: Tensor, cfg: SuiteConfig, *,
     if "autoattack" in cfg.attacks:
         check_autoattack_version()
     say = progress or logger.info
-    clock = _Clock(cfg, eta_text)
     start = time.perf_counter()
     x, y = x.detach().float(), y.detach()
     with exact_float32():
         correct = _correct(model, x, y, cfg.batch_size)
+        clock = _Clock(cfg, eta_text, fraction(correct))
         per_eps, worst, robust = [], x, correct
         for i, eps in enumerate(cfg.epsilons):
             result, worst_i, robust_i = _attack_eps(model, x, y, correct, eps, i == 0, cfg,
