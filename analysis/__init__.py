@@ -7,7 +7,6 @@ Works on a run directory alone: no Ray, no `search`. Imports pandas, numpy, matp
 from analysis.load import Run, load_run
 from analysis.pareto import (
     Front,
-    PublishedPoint,
     front,
     fronts,
     hypervolume_2d,
@@ -17,9 +16,11 @@ from analysis.pareto import (
     pareto_front,
     reference_params,
 )
+from analysis.published import PUBLISHED_REFERENCE, PublishedPoint, published_for
 from analysis.report import write_report
 
 __all__ = [
+    "PUBLISHED_REFERENCE",
     "Front",
     "PublishedPoint",
     "Run",
@@ -31,6 +32,7 @@ __all__ = [
     "load_run",
     "non_dominated_sort",
     "pareto_front",
+    "published_for",
     "reference_params",
     "write_report",
 ]

@@ -333,20 +333,3 @@ def reference_params(spec: Mapping[str, Any], trials: pd.DataFrame) -> tuple[flo
         f"{REF_PARAMS_FACTOR:g} x the largest model among the trials ({largest:,.0f} "
         "parameters; the spec's space gave no bound, so not comparable across runs)"
     )
-
-
-@dataclass(frozen=True)
-class PublishedPoint:
-    """A published (params, robust accuracy) point, drawn for context only."""
-
-    label: str
-    params: float
-    robust_acc: float  # fraction in [0, 1]
-    source: str
-
-
-PUBLISHED_LABEL = "published, different data/threat model: context only"
-# Intentionally empty: no published numbers are included unless checked against the
-# paper (e.g. Rice et al. 2020, PGD-AT WRN-34-k on CIFAR-10 at 8/255, best checkpoint).
-# Pass points to the plots explicitly to overlay them.
-PUBLISHED_REFERENCE: tuple[PublishedPoint, ...] = ()

@@ -26,13 +26,16 @@ from matplotlib.lines import Line2D
 from matplotlib.ticker import FuncFormatter, LogLocator
 
 from analysis.load import Run
-from analysis.pareto import PUBLISHED_LABEL, Front, PublishedPoint
+from analysis.pareto import Front
+from analysis.published import AUTOATTACK, EVALUATIONS, PGD10, PublishedPoint
 from trainables import metrics
+from trainables.evaluation import TEST_N, strong_acc_key
 
 FRONT_COLOR = "#1f5fa8"
 COMPLETE_COLOR = "#9dbce3"
 STOPPED_COLOR = "#b8b8b8"
 KNEE_COLOR = "#e08a00"
+PUBLISHED_COLOR = "#222222"
 _RC = {
     "svg.fonttype": "none",  # text stays text: small, selectable, no embedded glyphs
     "svg.hashsalt": "wrn-search",  # stable ids: the same run gives the same file
@@ -121,9 +124,16 @@ def _point(ax: Axes, x: float, y: float, gid: str, **style: object) -> None:
 def front_figure(
     run: Run, front: Front, *, published: Sequence[PublishedPoint] = ()
 ) -> tuple[Figure, dict[str, str]]:
-    """Accuracy vs parameters: the front (labelled, step line), the rest greyed."""
+    """Accuracy vs parameters: the front (labelled, step line), the rest greyed.
+
+    With `published` points (a robust front at their threat model), they are drawn in
+    black and each says its evaluation, together with the run's own test-split figures
+    from `wrn-search evaluate` where there are some: the run's front is a validation
+    PGD-k figure, the anchors are test-set AutoAttack or PGD-10 ones.
+    """
+    overlay = bool(published) and front.eps is not None
     with matplotlib.rc_context(_RC):
-        fig = Figure(figsize=(8.2, 4.6), layout="constrained")
+        fig = Figure(figsize=(8.2, 6.0 if overlay else 4.6), layout="constrained")
         ax = fig.add_subplot()
         tips: dict[str, str] = {}
         trials = run.trials
@@ -161,23 +171,91 @@ def front_figure(
             knee = front.knee
             ax.plot([knee[metrics.PARAMS]], [100 * knee[col]], marker="o", ms=14, mfc="none",
                     mec=KNEE_COLOR, mew=1.6, linestyle="none", zorder=5)
-        if published and front.eps is not None:
-            for point in published:
-                ax.plot([point.params], [100 * point.robust_acc], marker="D", ms=5,
-                        color="black", linestyle="none", zorder=2)
-                ax.annotate(point.label, (point.params, 100 * point.robust_acc),
-                            xytext=(5, -10), textcoords="offset points", fontsize=7)
         _params_axis(ax)
-        ax.set_ylabel(f"validation {front.label} (%)")
-        ax.legend(handles=_front_legend(knee_id is not None, bool(published)), fontsize=8,
-                  loc="best")
+        if not overlay:
+            ax.set_ylabel(f"validation {front.label} (%)")
+            ax.legend(handles=_front_legend(knee_id is not None), fontsize=8, loc="best")
+            return fig, tips
+        tested = _test_points(ax, run, front, tips)
+        _published_points(ax, published, tips)
+        ax.set_ylabel(f"{front.label} (%)")
+        search = _search_attack(run)
+        handles = _front_legend(knee_id is not None, f", validation split, {search}")
+        handles += _overlay_legend(tested, {p.evaluation for p in published})
+        fig.legend(handles=handles, fontsize=7, loc="outside lower center", ncol=1)
         return fig, tips
 
 
-def _front_legend(knee: bool, published: bool) -> list[Line2D]:
+def _search_attack(run: Run) -> str:
+    tm = run.spec.get("threat_model") or {}
+    restarts = tm.get("restarts", 1)
+    return f"PGD-{tm.get('steps', '?')}" + (f"x{restarts}" if restarts and restarts > 1 else "")
+
+
+def _test_points(ax: Axes, run: Run, front: Front, tips: dict[str, str]) -> str | None:
+    """The run's test-split strong figures at this epsilon (crosses); the legend's words."""
+    col = strong_acc_key(front.eps) if front.eps is not None else None
+    trials = run.trials
+    if col is None or col not in trials.columns:
+        return None
+    tested = trials.dropna(subset=[col, metrics.PARAMS])
+    for i, (_, row) in enumerate(tested.iterrows()):
+        gid = f"test-{i}"
+        n = row.get(TEST_N)
+        tips[gid] = (f"{row.get(metrics.WRN)} (trial {row.get('trial_id')}): test strong "
+                     f"{pct(row[col])} at {eps_text(front.eps)} on {int_or_dash(n)} test images "
+                     "(per-example minimum over every attack of wrn-search evaluate)")
+        _point(ax, row[metrics.PARAMS], 100 * row[col], gid, marker="X", ms=8, color=FRONT_COLOR,
+               mec="white", zorder=5)
+    if tested.empty:
+        return None
+    sizes = sorted({int(v) for v in tested.get(TEST_N, pd.Series(dtype=float)).dropna()})
+    images = "/".join(str(v) for v in sizes) or "?"
+    return f"this run, test split: strongest attacks, per-example minimum ({images} images)"
+
+
+def _published_points(ax: Axes, published: Sequence[PublishedPoint], tips: dict[str, str]) -> None:
+    """Published anchors in black: AutoAttack filled diamonds, PGD-10 hollow circles on a
+    dotted line (one paper's width sweep), every point with its source as a tooltip."""
+    for i, point in enumerate(published):
+        gid = f"pub-{i}"
+        tips[gid] = point.tooltip()
+        x, y = point.params, 100 * point.robust_acc
+        if point.evaluation == AUTOATTACK:
+            _point(ax, x, y, gid, marker="D", ms=5.5, color=PUBLISHED_COLOR, zorder=4)
+            ax.annotate(point.name, (x, y), xytext=(5, 3), textcoords="offset points",
+                        fontsize=7, color=PUBLISHED_COLOR)
+        else:
+            _point(ax, x, y, gid, marker="o", ms=4.5, mfc="white", mec=PUBLISHED_COLOR, zorder=3)
+    sweep = sorted((p for p in published if p.evaluation == PGD10), key=lambda p: p.params)
+    if sweep:
+        ax.plot([p.params for p in sweep], [100 * p.robust_acc for p in sweep], ls=":", lw=1,
+                color=PUBLISHED_COLOR, zorder=2)
+        first = sweep[0]
+        ax.annotate(f"Rice 2020, WRN-34-k, k = {first.width}..{sweep[-1].width}",
+                    (first.params, 100 * first.robust_acc), xytext=(-6, 2), ha="right",
+                    textcoords="offset points", fontsize=7, color="#555555")
+
+
+def _overlay_legend(tested: str | None, evaluations: set[str]) -> list[Line2D]:
+    handles = []
+    if tested:
+        handles.append(Line2D([], [], marker="X", linestyle="none", color=FRONT_COLOR, mec="white",
+                              ms=8, label=tested))
+    if AUTOATTACK in evaluations:
+        handles.append(Line2D([], [], marker="D", linestyle="none", color=PUBLISHED_COLOR, ms=5.5,
+                              label="published: " + EVALUATIONS[AUTOATTACK] + " (no extra data)"))
+    if PGD10 in evaluations:
+        handles.append(Line2D([], [], marker="o", ls=":", lw=1, mfc="white", mec=PUBLISHED_COLOR,
+                              color=PUBLISHED_COLOR, ms=4.5,
+                              label="published: Rice et al. 2020 WRN-34-k, " + EVALUATIONS[PGD10]))
+    return handles
+
+
+def _front_legend(knee: bool, where: str = "") -> list[Line2D]:
     handles = [
         Line2D([], [], marker="o", color=FRONT_COLOR, mec="white", ms=7,
-               label="front (full fidelity)"),
+               label=f"front (full fidelity){where}"),
         Line2D([], [], marker="o", linestyle="none", color=COMPLETE_COLOR, ms=5,
                label="full fidelity, dominated"),
         Line2D([], [], marker="o", linestyle="none", mfc="none", mec=STOPPED_COLOR, ms=5,
@@ -186,9 +264,6 @@ def _front_legend(knee: bool, published: bool) -> list[Line2D]:
     if knee:
         handles.append(Line2D([], [], marker="o", linestyle="none", mfc="none", mec=KNEE_COLOR,
                               ms=10, mew=1.6, label="knee"))
-    if published:
-        handles.append(Line2D([], [], marker="D", linestyle="none", color="black", ms=5,
-                              label=PUBLISHED_LABEL))
     return handles
 
 
@@ -353,9 +428,9 @@ def evaluation_curves_figure(records: Sequence[Mapping[str, object]]) -> Figure:
             if strong:
                 sx, sy = zip(*strong, strict=True)
                 ax.plot(sx, sy, "x", ms=8, mew=1.8, color=line.get_color())
-        classes = {int(round(1 / float(c["values"]["chance"])))
+        classes = {int(round(1 / float(c["values"]["chance"])))  # the large-eps check keeps it
                    for r in usable for c in r.get("checks", [])  # type: ignore[union-attr]
-                   if c.get("name") == "chance_at_large_eps" and c.get("values", {}).get("chance")}
+                   if (c.get("values") or {}).get("chance")}
         if len(classes) == 1:
             ax.axhline(100 / classes.pop(), ls="--", lw=1, color="#777777", label="chance")
         if linf:

@@ -12,13 +12,17 @@ model when that model is done:
                                             first epsilon (for transfer and corruptions)
     RUN_DIR/evaluation/transfer.json        the cross-model transfer matrix
 
-A rerun skips every model whose file was written with the same attacks, N and settings,
-so an interrupted evaluation resumes where it stopped.
+A rerun skips every model whose file was written with the same attacks, N, settings,
+pyautoattack version and checkpoint content (its SHA-256), so an interrupted evaluation
+resumes where it stopped, and a checkpoint rewritten by a resumed trial is evaluated anew.
+While it runs, every line carries an estimate of the time left (this model, and the later
+ones scaled by their parameter counts).
 """
 
 from __future__ import annotations
 
 import datetime as _dt
+import hashlib
 import json
 import logging
 import os
@@ -43,8 +47,11 @@ from trainables.evaluation import (
     SuiteConfig,
     autoattack_description,
     check_attacks,
+    check_autoattack_version,
+    checks_summary,
     destruction_rates,
     eps_text,
+    estimate_text,
     evaluate_model,
     fingerprint,
     transfer_matrix,
@@ -52,7 +59,9 @@ from trainables.evaluation import (
 
 logger = logging.getLogger(__name__)
 
-FORMAT = 1  # bump when the stored files change meaning
+# Bump when the stored files change meaning. 2: checks are passed / failed / not run with a
+# verdict; PGD keeps the first adversarial iterate; robust needs the re-check to agree.
+FORMAT = 2
 ADV_DIR = "adv"
 Printer = Callable[[str], None]
 
@@ -65,6 +74,32 @@ class _Target:
     trial_dir: str
     checkpoint: Path  # the checkpoint folder holding best_model.pt
     search: dict[str, Any]  # validation figures of the best checkpoint, from the run
+
+
+@dataclass
+class _Job:
+    """One target, prepared: its settings, its images and whether its record is current."""
+
+    target: _Target
+    cfg: TrialConfig
+    suite: SuiteConfig
+    split: Any  # the test split (trainables.data)
+    count: int  # images attacked: the first `count` of the split
+    wanted: dict[str, Any]  # the fingerprint a current record carries
+    old: dict[str, Any]  # the stored record ({} when none)
+    record_path: Path
+    adv_path: Path
+
+    @property
+    def current(self) -> bool:
+        """True when the stored record is of this checkpoint, these settings and this n."""
+        return (self.old.get("format") == FORMAT and self.old.get("fingerprint") == self.wanted
+                and self.adv_path.is_file())
+
+    @property
+    def params(self) -> int:
+        m = self.cfg.model
+        return count_parameters(m.depth, m.width, self.cfg.data.num_classes)
 
 
 def evaluate_run(
@@ -96,6 +131,8 @@ def evaluate_run(
             attack, attacks and batch size are replaced by the run's and the arguments.
     """
     chosen = check_attacks(attacks)
+    if "autoattack" in chosen:
+        check_autoattack_version()
     _check_args(n, device, batch_size)
     dev = resolve_device(device)
     run = load_run(Path(run_dir))
@@ -104,10 +141,12 @@ def evaluate_run(
     (out / ADV_DIR).mkdir(parents=True, exist_ok=True)
     base = replace(suite or SuiteConfig(), attacks=chosen, batch_size=batch_size)
     datasets: dict[DataConfig, DatasetSplits] = {}
+    jobs = [_prepare(target, out, base, n, datasets) for target in targets]
     records = []
-    for i, target in enumerate(targets, start=1):
-        tag = f"[{i}/{len(targets)}] {target.trial_id}"
-        records.append(_evaluate_one(target, out, base, n, corruptions, dev, datasets,
+    for i, job in enumerate(jobs):
+        tag = f"[{i + 1}/{len(jobs)}] {job.target.trial_id}"
+        later = [j for j in jobs[i + 1:] if not j.current]
+        records.append(_evaluate_one(job, corruptions, dev, later,
                                      lambda line, tag=tag: printer(f"{tag} {line}")))
     latest = records[-1]
     transfer = _write_transfer(out, (latest["n"], latest["epsilons"][0], latest["norm"]), dev,
@@ -180,9 +219,8 @@ def _best_checkpoint(trial_dir: Path) -> Path | None:
 # ------------------------------------------------------------------------- one model
 
 
-def _evaluate_one(target: _Target, out: Path, base: SuiteConfig, n: int | None,
-                  corruptions: bool, dev: torch.device, datasets: dict[DataConfig, DatasetSplits],
-                  say: Printer) -> dict[str, Any]:
+def _prepare(target: _Target, out: Path, base: SuiteConfig, n: int | None,
+             datasets: dict[DataConfig, DatasetSplits]) -> _Job:
     cfg = TrialConfig.from_dict(load_file(target.checkpoint / BEST_FILE)["config"])
     tm = cfg.threat_model
     suite = replace(base, norm=tm.norm, epsilons=tm.epsilons, search_steps=tm.steps,
@@ -190,15 +228,49 @@ def _evaluate_one(target: _Target, out: Path, base: SuiteConfig, n: int | None,
     split = _test_split(cfg.data, datasets)
     count = len(split.y) if n is None else min(n, len(split.y))
     record_path = out / f"{target.trial_id}.json"
-    adv_path = out / ADV_DIR / f"{target.trial_id}.pt"
-    wanted = fingerprint(suite, count)
-    old = _read(record_path)
-    if old.get("format") == FORMAT and old.get("fingerprint") == wanted and adv_path.is_file():
-        say("already evaluated with the same attacks and n: skipped")
+    wanted = fingerprint(suite, count, _sha256(target.checkpoint / BEST_FILE))
+    return _Job(target, cfg, suite, split, count, wanted, _read(record_path), record_path,
+                out / ADV_DIR / f"{target.trial_id}.pt")
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _estimate(job: _Job, later: Sequence[_Job]) -> Callable[[float, float], str]:
+    """Words for the time left: this model's, plus the later ones' scaled by their size.
+
+    A WRN's FLOPs per image are nearly proportional to its parameter count (every stage
+    grows as width^2 x blocks in both), so the later models' cost is this model's
+    predicted total times their parameters over its parameters.
+    """
+    later_params = sum(j.params for j in later)
+
+    def text(elapsed: float, left: float) -> str:
+        words = estimate_text(elapsed, left)
+        if later:
+            rest = (elapsed + left) * later_params / job.params
+            words += (f", about {metrics.duration_label(left + rest)} for all "
+                      f"{len(later) + 1} models left")
+        return words
+
+    return text
+
+
+def _evaluate_one(job: _Job, corruptions: bool, dev: torch.device, later: Sequence[_Job],
+                  say: Printer) -> dict[str, Any]:
+    target, cfg, suite, split, count = job.target, job.cfg, job.suite, job.split, job.count
+    if job.current:
+        say("already evaluated: same checkpoint, attacks, n and settings; skipped")
+        old = job.old
         if corruptions and "corruptions" not in old:
             model, _ = load_best_model(target.checkpoint, dev)
-            old["corruptions"] = _corruptions(model, split, count, adv_path, suite, dev)
-            _write_json(record_path, old)
+            old["corruptions"] = _corruptions(model, split, count, job.adv_path, suite, dev)
+            _write_json(job.record_path, old)
         return old
     model, info = load_best_model(target.checkpoint, dev)
     x = split.x[:count].to(dev).float().div_(255)
@@ -207,14 +279,15 @@ def _evaluate_one(target: _Target, out: Path, base: SuiteConfig, n: int | None,
     say(f"{wrn_name(cfg.model.depth, cfg.model.width)}: attacking {count} test images{subset} at "
         + ", ".join(eps_text(e, suite.norm) for e in suite.epsilons) + " with "
         + ", ".join(suite.attacks))
-    ev = evaluate_model(model, x, y, suite, num_classes=cfg.data.num_classes, progress=say)
-    _save_atomic({"x_adv": ev.x_adv, "y": y.cpu(), "eps": suite.epsilons[0]}, adv_path)
-    record = _record(target, cfg, info, suite, ev, count, len(split.y), dev, wanted)
+    ev = evaluate_model(model, x, y, suite, num_classes=cfg.data.num_classes, progress=say,
+                        eta_text=_estimate(job, later))
+    _save_atomic({"x_adv": ev.x_adv, "y": y.cpu(), "eps": suite.epsilons[0]}, job.adv_path)
+    record = _record(target, cfg, info, suite, ev, count, len(split.y), dev, job.wanted)
     if corruptions:
         record["corruptions"] = destruction_rates(model, x, ev.x_adv.to(dev), y,
                                                   batch_size=suite.batch_size, seed=suite.seed)
-    _write_json(record_path, record)
-    say(f"done in {ev.seconds:.0f}s: " + _verdict(record))
+    _write_json(job.record_path, record)
+    say(f"done in {metrics.duration_label(ev.seconds)}: " + _verdict(record))
     return record
 
 
@@ -269,12 +342,7 @@ def _record(target: _Target, cfg: TrialConfig, info: dict[str, Any], suite: Suit
 
 
 def _verdict(record: dict[str, Any]) -> str:
-    checks = record.get("checks", [])
-    failed = [c["name"] for c in checks if c.get("passed") is False]
-    ran = [c for c in checks if c.get("passed") is not None]
-    text = f"checks {len(ran) - len(failed)}/{len(ran)} passed"
-    if failed:
-        text += " (FAILED: " + ", ".join(failed) + ")"
+    text = checks_summary(record.get("checks", []))
     if record.get("gradient_masking_suspected"):
         text += "; GRADIENT MASKING SUSPECTED"
     return text

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
 import torch
@@ -41,3 +43,33 @@ def tiny_trial(**sections: dict) -> dict:
     for name, values in sections.items():
         base[name] = {**base.get(name, {}), **values} if isinstance(values, dict) else values
     return base
+
+
+def tf32_state() -> tuple[object, ...]:
+    """What decides whether float32 convolutions and matmuls may run in TF32."""
+    b = torch.backends
+    if hasattr(b, "fp32_precision"):  # the API of torch >= 2.9
+        return (b.cudnn.conv.fp32_precision, b.cuda.matmul.fp32_precision)
+    return (b.cudnn.allow_tf32, b.cuda.matmul.allow_tf32)
+
+
+@contextmanager
+def tf32_allowed() -> Iterator[tuple[object, ...]]:
+    """The caller's setting: TF32 on for both (cuDNN's default), put back afterwards."""
+    b = torch.backends
+    before = tf32_state()
+    if hasattr(b, "fp32_precision"):
+        b.cudnn.conv.fp32_precision = b.cuda.matmul.fp32_precision = "tf32"
+    else:
+        b.cudnn.allow_tf32 = b.cuda.matmul.allow_tf32 = True
+    try:
+        yield tf32_state()
+    finally:
+        if hasattr(b, "fp32_precision"):
+            b.cudnn.conv.fp32_precision, b.cuda.matmul.fp32_precision = before
+        else:
+            b.cudnn.allow_tf32, b.cuda.matmul.allow_tf32 = before
+
+
+# tf32_state() inside evaluation and attack code: float32 as IEEE float32, no TF32.
+EXACT_FLOAT32 = ("ieee", "ieee") if hasattr(torch.backends, "fp32_precision") else (False, False)

@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 from torch import Tensor, nn
 
 from models import WideResNet
+from tests.conftest import EXACT_FLOAT32, tf32_allowed, tf32_state
 from trainables.attacks import (
     FGSM,
     FGSMRS,
@@ -160,7 +161,9 @@ def test_one_step_from_the_centre_has_the_norms_geometry(
     x = torch.full((3, 3, SIZE, SIZE), 0.5)  # far from the box's faces
     x += 0.1 * torch.rand(x.shape, generator=torch.Generator().manual_seed(0))
     alpha = 0.02 if cls is PGD else 0.7
-    attack = cls(untrained, 10 * alpha, steps=1, alpha=alpha, random_start=False)
+    # Unfrozen: the untrained model already gets some of these wrong, and the step is the point.
+    attack = cls(untrained, 10 * alpha, steps=1, alpha=alpha, random_start=False,
+                 freeze_fooled=False)
     delta = (attack.perturb(x, torch.arange(3)) - x).flatten(1)
     if cls is L2PGD:  # the step is alpha along the unit-L2 gradient
         torch.testing.assert_close(delta.norm(dim=1), torch.full((3,), alpha))
@@ -389,21 +392,44 @@ def test_stronger_attacks_find_higher_loss(trained: tuple[WideResNet, Tensor, Te
     gen = torch.Generator().manual_seed(0)
     clean = mean_loss(model, x, y)
     fgsm = mean_loss(model, FGSM(model, EPS).perturb(x, y), y)
-    pgd = mean_loss(model, PGD(model, EPS, steps=5, generator=gen).perturb(x, y), y)
+    # Loss ascent is the training attack's job; the evaluation one stops where it fools.
+    pgd = mean_loss(model, PGD(model, EPS, steps=5, generator=gen, freeze_fooled=False).perturb(x, y), y)
     assert pgd > fgsm > clean
 
 
+@pytest.mark.parametrize("cls", [PGD, L2PGD])
+def test_freezing_fooled_examples_never_makes_an_example_robust(
+    trained: tuple[WideResNet, Tensor, Tensor], cls: type[PGD]
+) -> None:
+    # Same seed: the two trajectories agree until an example is fooled, so every example the
+    # last iterate fools, the frozen attack fooled too (`Band` below shows the strict case).
+    model, x, y = trained
+    eps = 1.0 if cls is L2PGD else EPS
+    robust = {
+        freeze: robust_correct(model, cls(model, eps, steps=10, alpha=eps, freeze_fooled=freeze,
+                                          generator=torch.Generator().manual_seed(9)), x, y)
+        for freeze in (True, False)
+    }
+    assert not (robust[True] & ~robust[False]).any()
+    assert 0 < robust[True].sum() < len(y)  # both kinds of example are there
+
+
 @pytest.mark.parametrize("cls", ATTACKS)
-def test_robust_accuracy_is_at_most_clean_accuracy(
+def test_robust_correct_is_the_attacks_outcome_on_the_clean_correct_examples(
     trained: tuple[WideResNet, Tensor, Tensor], cls: type[Attack]
 ) -> None:
     model, x, y = trained
+    y = y.clone()
+    y[::5] = (y[::5] + 1) % NUM_CLASSES  # some clean-wrong examples: they must stay not robust
     eps = 1.0 if cls is L2PGD else EPS
-    clean = accuracy(predict(model, x) == y)
-    robust = accuracy(robust_correct(model, make_attack(cls, model, eps, steps=5), x, y))
-    assert robust <= clean
-    if cls is PGD:
-        assert robust < clean  # at this eps PGD breaks a clear share of this model
+    clean = predict(model, x) == y
+    robust = robust_correct(model, make_attack(cls, model, eps, steps=5, seed=4), x, y)
+    # The same attack (same seed, same inputs) run by hand on the clean-correct examples.
+    x_adv = make_attack(cls, model, eps, steps=5, seed=4).perturb(x[clean], y[clean])
+    expected = clean.clone()
+    expected[clean] = predict(model, x_adv) == y[clean]
+    assert torch.equal(robust, expected)
+    assert robust.sum() < clean.sum()  # at this eps every attack breaks some of this model
 
 
 def test_more_restarts_never_raise_robust_accuracy(
@@ -441,6 +467,85 @@ def test_robust_accuracy_collapses_at_a_huge_eps(
     model, x, y = trained
     attack = PGD(model, 0.5, steps=5, generator=torch.Generator().manual_seed(0))
     assert accuracy(robust_correct(model, attack, x, y)) <= 1 / NUM_CLASSES
+
+
+# --- the first adversarial iterate is kept -----------------------------------------------
+
+
+class Band(nn.Module):
+    """Three classes scored on the mean pixel t. Class 1 wins only while t is inside a band
+    (a step function: no gradient); class 2's logit rises with t but never wins. The
+    cross-entropy of label 0 therefore rises with t everywhere, so PGD walks t upwards:
+    into the band (the model is fooled) and out of it again (correct again)."""
+
+    def __init__(self, low: float, high: float) -> None:
+        super().__init__()
+        self.low, self.high = low, high
+
+    def forward(self, x: Tensor) -> Tensor:
+        t = x.flatten(1).mean(dim=1)
+        inside = ((t > self.low) & (t < self.high)).float()
+        return torch.stack([torch.zeros_like(t), 5 * inside - 2.5, 10 * (t - 1.5)], dim=1)
+
+
+def _band_case(cls: type[PGD]) -> tuple[Band, Tensor, Tensor, float, float]:
+    """Grey images of label 0, a band a model steps into after 2 of 10 steps and leaves
+    after 3 (alpha = eps / 4), and the mean-pixel shift per unit of eps."""
+    x = torch.full((4, 3, 32, 32), 0.5)
+    unit = 1.0 if cls is PGD else 1.0 / math.sqrt(x[0].numel())  # an L2 step spreads evenly
+    eps = 8 / 255 if cls is PGD else 2.0
+    shift = eps * unit
+    return Band(0.5 + 0.3 * shift, 0.5 + 0.55 * shift), x, torch.zeros(4, dtype=torch.long), eps, shift
+
+
+@pytest.mark.parametrize("cls", [PGD, L2PGD])
+def test_pgd_keeps_the_first_adversarial_iterate(cls: type[PGD]) -> None:
+    model, x, y, eps, shift = _band_case(cls)
+    attack = cls(model, eps, steps=10, random_start=False)
+    x_adv = attack.perturb(x, y)
+    assert (predict(model, x_adv) != y).all()  # fooled at step 2: that iterate is kept
+    moved = (x_adv - x).flatten(1).mean(dim=1)
+    torch.testing.assert_close(moved, torch.full((4,), 0.5 * shift))
+    assert not robust_correct(model, attack, x, y).any()
+
+
+def test_pgd_with_random_start_keeps_the_first_adversarial_iterate() -> None:
+    model, x, y, eps, _ = _band_case(PGD)  # as the validation and test attacks run it
+    attack = PGD(model, eps, steps=10, generator=torch.Generator().manual_seed(0))
+    assert not robust_correct(model, attack, x, y).any()
+
+
+@pytest.mark.parametrize("cls", [PGD, L2PGD])
+def test_a_training_attack_keeps_ascending_the_loss(cls: type[PGD]) -> None:
+    model, x, y, eps, shift = _band_case(cls)
+    x_adv = cls(model, eps, steps=10, random_start=False, freeze_fooled=False).perturb(x, y)
+    assert (predict(model, x_adv) == y).all()  # walked through the band and out again
+    torch.testing.assert_close((x_adv - x).flatten(1).mean(dim=1), torch.full((4,), shift))
+
+
+def test_single_step_attacks_always_take_their_step() -> None:
+    # FGSM and FGSM-RS train models: an example already misclassified still gets its step.
+    model, x, y, eps, _ = _band_case(PGD)
+    model.low, model.high = 0.0, 1.0  # every input is misclassified
+    for attack in (FGSM(model, eps), FGSMRS(model, eps, generator=torch.Generator().manual_seed(0))):
+        assert attack.freeze_fooled is False
+        assert not torch.equal(attack.perturb(x, y), x)
+
+
+# --- exact float32: no TF32 inside attacks and predictions --------------------------------
+
+
+def test_attacks_and_predictions_run_without_tf32_and_restore_the_setting() -> None:
+    model = tiny_model(5).eval()
+    seen: list[tuple[object, ...]] = []
+    model.register_forward_pre_hook(lambda m, args: seen.append(tf32_state()))
+    x, y = tint_task(4, torch.Generator().manual_seed(6))
+    with tf32_allowed() as caller:
+        for cls in ATTACKS:
+            robust_correct(model, make_attack(cls, model, EPS), x, y)
+        predict(model, x)
+        assert tf32_state() == caller  # restored after each call
+    assert len(seen) > 4 and set(seen) == {EXACT_FLOAT32}
 
 
 # --- predict / robust_correct -----------------------------------------------------------

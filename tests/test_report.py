@@ -257,6 +257,22 @@ def test_report_files_front_and_contents(tmp_path: Path) -> None:
     assert page.count("<svg") >= 5 and "<title>WRN-16-4" in page  # plots with tooltips
     for image in re.findall(r"!\[[^\]]*\]\(([^)]+)\)", md):
         assert (out / image).is_file() and "/" not in image  # relative, next to report.md
+    # CIFAR-10 images at L-inf 8/255: the objective front carries the published anchors,
+    # each saying its evaluation and source; the 4/255 and clean fronts carry none.
+    front8 = page[page.index('id="front_8_255-'):page.index('id="front_4_255-')]
+    assert front8.count("source: RobustBench model_info/") == 6  # one tooltip per point
+    assert front8.count("<title>Rice k=") == 12
+    assert "published: AutoAttack (standard), full CIFAR-10 test set, RobustBench" in front8
+    assert "Rice et al. 2020 WRN-34-k, PGD-10 (last iterate" in front8
+    assert "<title>Madry 2018: WRN-34-10, 46,160,474 parameters" in front8
+    assert "robust 44.04% at 8/255, clean 87.14%" in front8
+    assert "source: RobustBench model_info/cifar10/Linf/Madry2018Towards.json" in front8
+    assert "<title>Rice k=20: WRN-34-20" in front8 and "robust 58.16% at 8/255" in front8
+    assert page.count("RobustBench model_info/") == 2 * 6  # tooltips + the sources table
+    for text in (page, md):
+        assert ("Published anchors at 8/255: under AutoAttack on the full CIFAR-10 test set, "
+                "without extra data, the published front runs from 41.4% (Ding 2020, WRN-28-4, "
+                "5.85M) to 58.1% (Chen 2024, WRN-34-20, 185M).") in text
 
 
 def test_report_html_is_self_contained(tmp_path: Path) -> None:
@@ -350,15 +366,18 @@ def _evaluation_record(trial_id: str, depth: int, width: int, strong: float, *,
         per_eps[key] = {"eps": eps, "label": metrics.eps_label(eps), "robust_acc": strong,
                         "attacks": attacks, "autoattack_steps": {}, "square_gain": 0.0}
     checks = [
-        {"name": "chance_at_large_eps", "title": "Accuracy falls to chance at a large epsilon",
+        {"name": "near_zero_at_large_eps", "title": "Accuracy falls to about 0% at a large epsilon",
          "passed": True, "detail": "PGD-20 at eps 128/255: 0.0%", "masking": True,
          "values": {"chance": 0.1}},
         {"name": "search_gap", "title": "The search-time attack is close to the strong figure",
          "passed": not masked, "detail": "largest gap 20.0% at 8/255", "masking": True,
          "values": {}},
+        {"name": "gradient_free_agrees", "title": "A gradient-free attack finds nothing ...",
+         "passed": None, "detail": "not run: needs --attacks autoattack", "masking": True,
+         "values": {}},
     ]
     return {
-        "format": 1, "trial_id": trial_id, "wrn": wrn_name(depth, width),
+        "format": 2, "trial_id": trial_id, "wrn": wrn_name(depth, width),
         "params": count_parameters(depth, width), "split": "test", "n": 200, "n_total": 10000,
         "subset": True, "norm": "linf", "epsilons": list(EPS),
         "autoattack": "official AutoAttack code (pyautoattack 0.2.0), standard version",
@@ -370,7 +389,9 @@ def _evaluation_record(trial_id: str, depth: int, width: int, strong: float, *,
         "per_eps": per_eps,
         "curve": {"attack": "PGD-20", "eps": [0.0, 4 / 255, 8 / 255, 128 / 255],
                   "acc": [0.58, strong + 0.1, strong, 0.0]},
-        "checks": checks, "checks_passed": not masked, "gradient_masking_suspected": masked,
+        "checks": checks, "checks_verdict": "failed" if masked else "incomplete",
+        "gradient_masking_suspected": masked,
+        "suite": {"gap_threshold": 0.06, "large_eps_max_acc": 0.02},
     }
 
 
@@ -396,7 +417,11 @@ def test_report_shows_the_test_split_evaluation(tmp_path: Path) -> None:
         assert "200 of 10000 test images (a subset, --n)" in text
         assert "except the section" in text and "Test-split figures appear only" not in text
         assert "GRADIENT MASKING SUSPECTED for WRN-16-2 (t_b)" in text
-        assert "FAIL (masking)" in text and "PASS" in text
+        assert "FAIL (masking)" in text and "PASS" in text and "not run" in text
+        assert "checks INCOMPLETE (2 of 3 passed; not run: gradient_free_agrees; the verdict " \
+               "rests on near_zero_at_large_eps, search_gap)" in text
+        assert "checks FAILED (1 of 3 passed; failed: search_gap; not run" in text
+        assert "at most 6.0% (plus one image) above the strong figure" in text
         assert "41.0%" in text and "20.0% (white-box)" in text  # the transfer matrix
         assert "official AutoAttack code" in text
     # Side by side: validation PGD-10 (35%) beside the test strong figure (20%), per epsilon.
@@ -406,5 +431,11 @@ def test_report_shows_the_test_split_evaluation(tmp_path: Path) -> None:
     assert "test strong 8/255" in md
     table = pd.read_csv(out / "evaluation.csv")
     assert len(table) == 4 and set(table["trial_id"]) == {"t_a", "t_b"}
+    assert set(table["checks"]) == {"incomplete", "failed"}
+    assert set(table["checks_not_run"]) == {"gradient_free_agrees"}
     assert out / "evaluation_curves.png" in written
     assert "<svg" in page and "https://" not in page
+    # The front figure puts the evaluated models' test figures beside the published ones.
+    front8 = page[page.index('id="front_8_255-'):page.index('id="front_4_255-')]
+    assert "test strong 20.0% at 8/255 on 200 test images" in front8
+    assert "this run, test split: strongest attacks, per-example minimum (200 images)" in front8

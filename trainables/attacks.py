@@ -4,7 +4,13 @@ Inputs are pixels in [0, 1] (normalisation lives inside the model), so every eps
 step size is in pixel units. Attacks run inside `attack_mode`: the model in eval mode (BN
 uses its running statistics and does not update them) and every parameter frozen, so an
 attack can never touch a weight, its `.grad`, or a BN buffer; gradients are taken with
-`torch.autograd.grad` with respect to the perturbation alone.
+`torch.autograd.grad` with respect to the perturbation alone. Float32 work inside attacks
+and `predict` is IEEE float32 (`exact_float32`: no TF32 on NVIDIA GPUs).
+
+PGD keeps, per example, the first iterate that fools the model (`freeze_fooled`, as the
+evaluation of Rice et al. 2020 does): a later step can walk back out of the adversarial
+region, and counting that example as robust would flatter the model. Training attacks
+turn this off: Madry-style training keeps ascending the loss.
 
 The layout follows the official AutoAttack (`autopgd_base.py`): settings with the papers'
 defaults in `__init__` and a required `eps`; one public `perturb(x, y)`; restarts re-attack
@@ -32,6 +38,7 @@ __all__ = [
     "Attack",
     "LossFn",
     "attack_mode",
+    "exact_float32",
     "predict",
     "robust_correct",
     "summed_cross_entropy",
@@ -53,8 +60,40 @@ def summed_cross_entropy(logits: Tensor, y: Tensor) -> Tensor:
 
 
 @contextmanager
+def exact_float32() -> Iterator[None]:
+    """Float32 convolutions and matmuls in IEEE float32 for the duration: no TF32.
+
+    cuDNN lets float32 convolutions run in TF32 by default on NVIDIA GPUs (10-bit
+    mantissa): a "float32" robust accuracy would then depend on the GPU generation, and
+    attack gradients would be coarser. The caller's setting is put back exactly, even
+    when the body raises. torch >= 2.9 has per-backend `fp32_precision` settings (and
+    refuses reads of the legacy `allow_tf32` flags once they are mixed), so only the
+    API the installed torch uses is touched. bf16/fp16 work (a caller's autocast) is
+    unaffected.
+    """
+    b = torch.backends
+    if hasattr(b, "fp32_precision"):
+        nodes = (b.cudnn.conv, b.cuda.matmul)
+        before = [node.fp32_precision for node in nodes]
+        try:
+            for node in nodes:
+                node.fp32_precision = "ieee"
+            yield
+        finally:
+            for node, value in zip(nodes, before, strict=True):
+                node.fp32_precision = value
+    else:  # pragma: no cover - torch < 2.9
+        legacy = (b.cudnn.allow_tf32, b.cuda.matmul.allow_tf32)
+        try:
+            b.cudnn.allow_tf32 = b.cuda.matmul.allow_tf32 = False
+            yield
+        finally:
+            b.cudnn.allow_tf32, b.cuda.matmul.allow_tf32 = legacy
+
+
+@contextmanager
 def attack_mode(model: nn.Module) -> Iterator[None]:
-    """Eval mode and frozen parameters for the duration; restore both afterwards.
+    """Eval mode, frozen parameters and exact float32 for the duration; restore all after.
 
     Eval mode makes BN use (and not update) its running statistics and turns dropout off.
     Freezing parameters is the honesty rule (an attack never reaches a weight or its
@@ -68,7 +107,8 @@ def attack_mode(model: nn.Module) -> Iterator[None]:
         model.eval()
         for p, _ in flags:
             p.requires_grad_(False)
-        yield
+        with exact_float32():
+            yield
     finally:
         for p, requires_grad in flags:
             p.requires_grad_(requires_grad)
@@ -130,6 +170,12 @@ class PGD(Attack):
             summed over the batch.
         generator: source of the random starts (on the inputs' device), for
             reproducible attacks; None uses torch's global generator.
+        freeze_fooled: keep, per example, the first iterate that fools the model (its
+            predicted class is not y) instead of the last one; Rice et al. 2020's
+            `attack_pgd(early_stop=True)`, which they evaluate with. Without it, an
+            example fooled at step 3 and classified correctly again at step 10 counts as
+            robust. A mask, not an index: the step loop still makes no host sync. Pass
+            False for training (Madry et al. keep ascending the loss).
     """
 
     norm: ClassVar[str] = "linf"
@@ -145,6 +191,7 @@ class PGD(Attack):
         random_start: bool = True,
         loss_fn: LossFn | None = None,
         generator: torch.Generator | None = None,
+        freeze_fooled: bool = True,
     ) -> None:
         self.model = model
         self.eps = _check_eps(eps)
@@ -154,6 +201,9 @@ class PGD(Attack):
         if not isinstance(random_start, bool):
             raise ValueError(f"random_start must be True or False, but got {random_start!r}")
         self.random_start = random_start
+        if not isinstance(freeze_fooled, bool):
+            raise ValueError(f"freeze_fooled must be True or False, but got {freeze_fooled!r}")
+        self.freeze_fooled = freeze_fooled
         self.loss_fn: LossFn = summed_cross_entropy if loss_fn is None else loss_fn
         self.generator = generator
 
@@ -161,7 +211,7 @@ class PGD(Attack):
         return (
             f"{type(self).__name__}(eps={self.eps:.6g}, steps={self.steps}, "
             f"alpha={self.alpha:.6g}, restarts={self.restarts}, "
-            f"random_start={self.random_start})"
+            f"random_start={self.random_start}, freeze_fooled={self.freeze_fooled})"
         )
 
     def perturb(self, x: Tensor, y: Tensor) -> Tensor:
@@ -184,11 +234,17 @@ class PGD(Attack):
         """One restart: `steps` ascent steps on the loss from a (random) start; no syncs."""
         delta = self._random_start(x) if self.random_start else torch.zeros_like(x)
         delta = self._project(x, delta)
+        per_example = (-1,) + (1,) * (x.dim() - 1)
         for _ in range(self.steps):
             delta.requires_grad_(True)
-            loss = self.loss_fn(self.model(x + delta), y)
-            (grad,) = torch.autograd.grad(loss, delta)
-            delta = self._project(x, delta.detach() + self.alpha * self._direction(grad))
+            logits = self.model(x + delta)
+            (grad,) = torch.autograd.grad(self.loss_fn(logits, y), delta)
+            delta = delta.detach()
+            stepped = self._project(x, delta + self.alpha * self._direction(grad))
+            if self.freeze_fooled:  # the iterate just scored stays where it fooled the model
+                fooled = (logits.detach().argmax(dim=1) != y).view(per_example)
+                stepped = torch.where(fooled, delta, stepped)
+            delta = stepped
         return (x + delta).clamp_(0.0, 1.0).detach()
 
     def _project(self, x: Tensor, delta: Tensor) -> Tensor:
@@ -240,20 +296,21 @@ class L2PGD(PGD):
 
 class FGSM(PGD):
     """Fast gradient sign method (Goodfellow et al., 2015): one signed step of size eps
-    from the clean input, clipped to [0, 1]."""
+    from the clean input, clipped to [0, 1]. The step is always taken, also for an input
+    the model already gets wrong (it trains fgsm-mix models)."""
 
     def __init__(self, model: nn.Module, eps: float, *, loss_fn: LossFn | None = None) -> None:
         eps = _check_eps(eps)
         super().__init__(
             model, eps, steps=1, alpha=eps if eps > 0 else None, restarts=1,
-            random_start=False, loss_fn=loss_fn,
+            random_start=False, loss_fn=loss_fn, freeze_fooled=False,
         )
 
 
 class FGSMRS(PGD):
     """FGSM with a random start (Wong et al., 2020, "Fast is better than free"): a uniform
     start in the L-inf ball, one signed step of size alpha (default 1.25 * eps), then
-    projection onto the ball and [0, 1]."""
+    projection onto the ball and [0, 1]. A training attack: the step is always taken."""
 
     def __init__(
         self,
@@ -269,7 +326,7 @@ class FGSMRS(PGD):
             alpha = 1.25 * eps
         super().__init__(
             model, eps, steps=1, alpha=alpha, restarts=1, random_start=True,
-            loss_fn=loss_fn, generator=generator,
+            loss_fn=loss_fn, generator=generator, freeze_fooled=False,
         )
 
 
@@ -293,8 +350,9 @@ def _eval_mode(model: nn.Module) -> Iterator[None]:
 
 
 def predict(model: nn.Module, x: Tensor, batch_size: int = 500) -> Tensor:
-    """Predicted classes (N,), in eval mode and without autograd, `batch_size` at a time."""
-    with _eval_mode(model), torch.no_grad():
+    """Predicted classes (N,), in eval mode, exact float32 and without autograd,
+    `batch_size` at a time."""
+    with _eval_mode(model), exact_float32(), torch.no_grad():
         preds = [model(x[s]).argmax(dim=1) for s in _chunks(x.shape[0], batch_size)]
     if not preds:
         return torch.empty(0, dtype=torch.long, device=x.device)

@@ -46,12 +46,16 @@ def _pgd_class(norm: str) -> type[PGD]:
 
 
 def training_attack(model: nn.Module, cfg: TrainingConfig, generator: torch.Generator) -> Attack | None:
-    """The attack that makes the training inputs of each method (None for clean training)."""
+    """The attack that makes the training inputs of each method (None for clean training).
+
+    Training PGD keeps ascending the loss after an example is fooled (Madry et al.; Rice
+    et al. train this way too); only the figures freeze fooled examples.
+    """
     if cfg.method == "clean" or cfg.eps == 0:
         return None
     if cfg.method == "pgd":
         return _pgd_class(cfg.norm)(model, cfg.eps, steps=cfg.steps, alpha=cfg.step_size,
-                                    generator=generator)
+                                    generator=generator, freeze_fooled=False)
     if cfg.method == "fgsm-rs":
         return FGSMRS(model, cfg.eps, alpha=cfg.step_size, generator=generator)
     return FGSM(model, cfg.eps)  # fgsm-mix
@@ -240,8 +244,9 @@ class Trainer:
     def evaluate(self) -> dict[str, float]:
         """Clean and PGD robust accuracy on the validation split at every eval epsilon.
 
-        In float32 even on GPU: bf16 input gradients would weaken the attack, and the
-        reported numbers must not depend on the training precision.
+        In float32 even on GPU (and without TF32: `attacks.exact_float32`): bf16 input
+        gradients would weaken the attack, and the reported numbers must not depend on the
+        training precision. PGD keeps each example's first adversarial iterate.
         """
         tm = self.cfg.threat_model
         start = time.perf_counter()
