@@ -49,7 +49,7 @@ class _StatusPrinter:
             sys.stderr.write("\r\033[K" + line)
             sys.stderr.flush()
             return
-        counts = line.split("|", 1)[-1]
+        counts = "|".join(line.split("|")[1:3])  # trials and front; not the clocks
         if counts != self.last_counts or time.time() - self.last_time >= self.log_every_s:
             self.last_counts, self.last_time = counts, time.time()
             print(line, file=sys.stderr, flush=True)

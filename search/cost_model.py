@@ -9,8 +9,9 @@ model here is a power law in the work per unit of device,
 
 where `units` is the trial's GPU share (or its CPU count on CPU trials), fit by least squares
 on log seconds over the latest rate of every trial seen (one point per trial, so a long trial
-does not outvote the rest). A prior holds it near linear scaling (b = 1) at a prior
-throughput until measurements say otherwise: a ridge penalty equal to `prior_weight` trials.
+does not outvote the rest). A prior holds it near linear scaling (b = 1, a ridge penalty worth
+`prior_weight` trials) at a prior throughput (worth a tenth of a trial: the first measured
+trial sets the speed) until measurements say otherwise.
 The spread of the residuals (shrunk towards a factor of 1.5 while few trials are measured,
 never below 10%) is the prediction's error, used as a safety factor when deciding whether a
 trial can still finish in the budget.
@@ -30,6 +31,7 @@ GPU_PRIOR_FLOPS_PER_S = 20e12
 CPU_PRIOR_FLOPS_PER_S = 30e9  # per core, when not measured (`measure_cpu_flops_per_s`)
 PRIOR_SPREAD = math.log(2.0)  # a prior prediction is trusted to within a factor of 2
 MIN_SPREAD = math.log(1.1)  # even a good fit is not trusted to better than 10%
+INTERCEPT_PRIOR_WEIGHT = 0.1  # the prior speed counts as a tenth of a measured trial
 
 
 @dataclass(frozen=True)
@@ -95,10 +97,12 @@ class CostModel:
             return self._fit
         x, y = (np.array(v) for v in zip(*self._rates.values(), strict=True))
         x = x - self.x0
-        w = self.prior_weight
-        # Ridge towards (a0, 1): minimise |y - a - b x|^2 + w (a - a0)^2 + w (b - 1)^2.
-        lhs = np.array([[len(x) + w, x.sum()], [x.sum(), (x * x).sum() + w]])
-        rhs = np.array([y.sum() + w * a0, (x * y).sum() + w])
+        w, wa = self.prior_weight, INTERCEPT_PRIOR_WEIGHT
+        # Ridge towards (a0, 1): minimise |y - a - b x|^2 + wa (a - a0)^2 + w (b - 1)^2. The
+        # speed itself (a) is learned from the first trial; how cost scales with size (b) needs
+        # trials of several sizes before it leaves linear.
+        lhs = np.array([[len(x) + wa, x.sum()], [x.sum(), (x * x).sum() + w]])
+        rhs = np.array([y.sum() + wa * a0, (x * y).sum() + w])
         a, b = np.linalg.solve(lhs, rhs)
         b = float(np.clip(b, 0.3, 1.5))  # physical: cost never falls, nor grows super-linearly
         residuals = y - a - b * x

@@ -240,6 +240,13 @@ class CostAwareProposer:
             self._pool = self.space.pool(self.seed)
         return self._pool
 
+    def used_up(self, situation: Situation) -> bool:
+        """Whether every configuration of a finite space has been tried (False for spaces
+        with a float range: their candidates are a sample)."""
+        finite = self.space._enumerate()
+        return bool(finite) and all(self.space.candidate(p).key in situation.tried
+                                    for p in finite)
+
     def propose(self, situation: Situation, seconds: Any, feasible: Any) -> Candidate | None:
         """The next configuration to train, or None when nothing left can finish."""
         fresh = [c for c in self.pool if c.key not in situation.tried and feasible(c)]

@@ -92,7 +92,7 @@ class FidelityAwareOptunaSearch(OptunaSearch):
         self._proposer = proposer
         self._records: dict[str, _TrialRecord] = {}
         self._idle: tuple[int, int] | None = None  # (finished, model version) when nothing fit
-        self._out_of_budget = False
+        self._ended: str | None = None  # why the searcher finished: "space" or "budget"
 
     # ------------------------------------------------------------------ restore
     def restore(self, checkpoint_path: str) -> None:
@@ -109,9 +109,11 @@ class FidelityAwareOptunaSearch(OptunaSearch):
         self._gate.clock = clock
 
     @property
-    def out_of_budget(self) -> bool:
-        """Whether the search ended because nothing that could still finish fit the budget."""
-        return self._out_of_budget
+    def ended(self) -> str | None:
+        """Why the searcher stopped proposing: "space" (every configuration of a finite space
+        is tried, or could not finish in time), "budget" (nothing that could still finish
+        fits in the budget left), or None (it did not)."""
+        return self._ended
 
     # ------------------------------------------------------------------ results
     def on_trial_result(self, trial_id: str, result: dict) -> None:
@@ -156,7 +158,7 @@ class FidelityAwareOptunaSearch(OptunaSearch):
         """Wait while trials run (their epochs refine the cost model); end when none does."""
         if any(not r.finished for r in self._records.values()):
             return None
-        self._out_of_budget = True
+        self._ended = self._ended or "budget"
         return Searcher.FINISHED
 
     def _proposed(self, trial_id: str) -> dict | None:
@@ -165,6 +167,8 @@ class FidelityAwareOptunaSearch(OptunaSearch):
             situation, seconds=lambda c: self._gate.full_seconds(c.config),
             feasible=lambda c: self._gate.can_finish(c.config))
         if choice is None:
+            if self._proposer.used_up(situation):
+                self._ended = "space"
             return None
         self._ot_study.enqueue_trial(choice.params)
         params = super().suggest(trial_id)
@@ -207,7 +211,8 @@ class FidelityAwareOptunaSearch(OptunaSearch):
                 self._ot_study.tell(ot_trial, state=TrialState.PRUNED
                                     if twin.state == TrialState.PRUNED else TrialState.FAIL)
             del self._ot_trials[trial_id]
-            if self._every_configuration_tried():
+            if self._every_configuration_tried():  # tried, or unable to finish in time
+                self._ended = "space"
                 return Searcher.FINISHED
             params = super().suggest(trial_id)
         candidate = self._view.candidate(_searched(params, self._view))

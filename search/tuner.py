@@ -228,10 +228,12 @@ def _finish(tuner: tune.Tuner, spec: ExperimentSpec, run_dir: str) -> Outcome:
     trials = len(grid)
     elapsed = recorder.elapsed_s
     searcher = _searcher(tuner)
-    if elapsed >= spec.budget.time * 0.99 or (searcher is not None and searcher.out_of_budget):
+    ended = searcher.ended if searcher is not None else None
+    if elapsed >= spec.budget.time * 0.99 or ended == "budget":
         state = "budget_exhausted"  # spent, or nothing that could still finish fits in the rest
     elif all(r.metrics or r.error for r in grid) and (
-            trials >= num_trials(spec) or space_exhausted(spec.space, [r.config for r in grid])):
+            trials >= num_trials(spec) or ended == "space"
+            or space_exhausted(spec.space, [r.config for r in grid])):
         state = "finished"  # every trial, or every configuration of a finite space, is done
     else:
         state = "interrupted"  # Ctrl-C: Ray saved the experiment; `resume` continues it
@@ -302,11 +304,22 @@ def resume_search(run_dir: str, *, address: str | None = None,
 
 
 def spec_summary(spec: ExperimentSpec) -> dict[str, Any]:
-    """What `run --dry-run` prints: the validated spec, the space and its parameter range."""
+    """What `run --dry-run` prints: the validated spec, the space and its parameter range, and
+    what its cheapest and priciest configurations would cost at this machine's speed."""
     low, high = spec.space.parameter_range(spec.data.num_classes)
     out = spec.to_json()
     out["parameter_range"] = {"min": low, "max": high}
     out["trials"] = num_trials(spec)
     out["cpus"] = os.cpu_count()
+    nodes = [{"CPU": float(os.cpu_count() or 1)}]
+    plan, gate = plan_search(spec, nodes, BudgetClock(spec.run_dir, spec.budget.time))
+    pool = Space(spec.space, spec.base_trial()).pool(spec.searcher.seed)
+    seconds = sorted(((gate.full_seconds(c.config), c) for c in pool), key=lambda sc: sc[0])
+    out["predicted_full_training_s"] = {
+        "basis": ("this machine's CPU" if not spec.resources.gpus_per_trial
+                  else "a prior of 20 TFLOP/s per GPU"),
+        "cheapest": {"seconds": round(seconds[0][0], 1), **seconds[0][1].params},
+        "priciest": {"seconds": round(seconds[-1][0], 1), **seconds[-1][1].params},
+    }
+    out["plan"] = plan.to_json()
     return out
-

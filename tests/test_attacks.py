@@ -14,12 +14,12 @@ from collections.abc import Callable
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import EXACT_FLOAT32, tf32_allowed, tf32_state
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import Tensor, nn
 
 from models import WideResNet
-from tests.conftest import EXACT_FLOAT32, tf32_allowed, tf32_state
 from trainables.attacks import (
     FGSM,
     FGSMRS,

@@ -6,8 +6,8 @@ import math
 
 import pytest
 import torch
+from conftest import EXACT_FLOAT32, tf32_state, tiny_trial
 
-from tests.conftest import EXACT_FLOAT32, tf32_state, tiny_trial
 from trainables import metrics as M
 from trainables.attacks import FGSM, FGSMRS, PGD, predict, robust_correct
 from trainables.checkpoint import load_best_model, restore_checkpoint, save_checkpoint
@@ -203,3 +203,34 @@ def test_cuda_training_uses_bf16_channels_last_and_reports_fp32_eval() -> None:
     trainer.evaluate()
     handle.remove()
     assert seen and set(seen) == {(torch.float32, EXACT_FLOAT32)}  # fp32, and no TF32
+
+
+# --- sub-epoch rungs -------------------------------------------------------------------------
+
+
+def test_evaluating_mid_epoch_leaves_training_unchanged() -> None:
+    """A trial judged at a sub-epoch rung trains exactly as one that is not."""
+    cfg = TrialConfig.from_dict(tiny_trial(training={"epochs": 2}))
+    plain, judged = Trainer(cfg), Trainer(cfg)
+    plain_rows = [plain.run_epoch(), plain.run_epoch()]
+    early = judged.run_until(0.4)
+    assert 0 < early[M.EPOCHS_DONE] < 1 and judged.epoch == 0
+    assert early[M.VAL_EXAMPLES] == 50
+    rows = [judged.run_until(1), judged.run_until(2)]
+    assert [r[M.EPOCHS_DONE] for r in rows] == [1, 2]
+    for a, b in zip(plain_rows, rows, strict=True):
+        assert a[M.TRAIN_LOSS] == b[M.TRAIN_LOSS]  # the whole epoch's loss, both parts counted
+        assert a[M.VAL_ROBUST_ACC] == b[M.VAL_ROBUST_ACC]
+    for name, tensor in plain.model.state_dict().items():
+        assert torch.equal(tensor, judged.model.state_dict()[name]), name
+
+
+def test_state_is_saved_between_epochs_only_and_run_until_checks_its_target() -> None:
+    trainer = Trainer(TrialConfig.from_dict(tiny_trial()))
+    trainer.run_until(0.5)
+    with pytest.raises(RuntimeError, match="between epochs"):
+        trainer.state_dict()
+    with pytest.raises(ValueError, match="epochs must lie in"):
+        trainer.run_until(1.5)
+    trainer.run_until(1)
+    assert trainer.state_dict()["epoch"] == 1

@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 import torch
+from conftest import EXACT_FLOAT32, tf32_allowed, tf32_state, tiny_trial
 from torch import Tensor, nn
 
 import trainables.evaluation as evaluation
@@ -25,7 +26,6 @@ from analysis.load import read_evaluation
 from analysis.pareto import front
 from search.cli import main
 from search.evaluate import evaluate_run
-from tests.conftest import EXACT_FLOAT32, tf32_allowed, tf32_state, tiny_trial
 from trainables import metrics as M
 from trainables.checkpoint import save_checkpoint
 from trainables.config import ConfigError, TrialConfig

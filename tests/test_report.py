@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import shutil
@@ -14,6 +15,7 @@ import pandas as pd
 import pytest
 
 from analysis import fronts, hypervolume_2d, load_run, write_report
+from analysis.spend import cost_error, spend_table, unfinished_spend
 from models import count_parameters, wrn_name
 from trainables import metrics
 from trainables.config import ConfigError
@@ -287,18 +289,73 @@ def test_report_html_is_self_contained(tmp_path: Path) -> None:
     assert re.search(r"url\((?!#)", page) is None
 
 
-def test_partial_banner_and_rung_counts(tmp_path: Path) -> None:
+def _decisions(run_dir: Path, rows: list[dict[str, Any]]) -> None:
+    text = "".join(json.dumps(r) + "\n" for r in rows)
+    (run_dir / metrics.DRIVER_DIR / metrics.RUNGS_FILE).write_text(text)
+
+
+def test_partial_banner_and_the_schedulers_recorded_decisions(tmp_path: Path) -> None:
     run_dir = make_run(tmp_path, state="running")
+    _decisions(run_dir, [  # what the scheduler wrote, not re-derived from epochs
+        {"trial_id": "t_a", "milestone": 1, "decision": "CONTINUE", "reason": "rank"},
+        {"trial_id": "t_r0", "milestone": 1, "decision": "STOP", "reason": "rank"},
+        {"trial_id": "t_s", "milestone": 1, "decision": "CONTINUE", "reason": "within-noise"},
+        {"trial_id": "t_s", "milestone": 3, "decision": "STOP", "reason": "rank"},
+        {"trial_id": "t_b", "milestone": None, "decision": "STOP", "reason": "budget",
+         "needed_s": 900.0, "remaining_s": 100.0},
+        "not json",
+    ])
+    (run_dir / metrics.DRIVER_DIR / metrics.RUNGS_FILE).write_text(
+        (run_dir / metrics.DRIVER_DIR / metrics.RUNGS_FILE).read_text().replace(
+            '"not json"', '{"half'))
     write_report(run_dir, formats=("html", "md"))
     page = (run_dir / "report" / "report.html").read_text()
     md = (run_dir / "report" / "report.md").read_text()
     assert "PARTIAL RUN (state: running)" in page and "PARTIAL RUN (state: running)" in md
-    # milestones 1, 3 (< 9 epochs): t_r0 stopped at 1, t_s at 3.
-    assert re.search(r"\| 0 \| 1 \| 9 \| 1 \|", md), md
-    assert re.search(r"\| 1 \| 3 \| \d+ \| 1 \|", md), md
+    # rung | judged | stopped | continued | continued within noise
+    assert "| 1 | 3 | 1 | 2 | 1 |" in md, md
+    assert "| 3 | 1 | 1 | 0 | 0 |" in md, md
+    assert "| could not finish (budget) | 1 | 1 | 0 | 0 |" in md, md
     (run_dir / metrics.DRIVER_DIR / metrics.RUN_FILE).unlink()
     page = Path(write_report(run_dir, formats=("html",))[0]).read_text()
     assert "PARTIAL RUN (state: unknown" in page
+
+
+def test_where_the_budget_went(tmp_path: Path) -> None:
+    run_dir = make_run(tmp_path)
+    _decisions(run_dir, [{"trial_id": "t_r0", "milestone": None, "decision": "STOP",
+                          "reason": "budget"}])
+    run = load_run(run_dir)
+    outcome = dict(zip(run.trials["trial_id"], run.trials["outcome"], strict=True))
+    assert outcome["t_a"] == "full fidelity" and outcome["t_s"] == "stopped at a rung"
+    assert outcome["t_r0"] == "stopped: could not finish"
+    assert outcome["t_x"] == "errored" and outcome["t_run"] == "cut short"
+    table = spend_table(run).set_index("outcome")
+    wall = run.trials.set_index("trial_id")[metrics.WALL_TIME_S]
+    assert table.loc["stopped at a rung", "seconds"] == pytest.approx(
+        wall[[t for t, o in outcome.items() if o == "stopped at a rung"]].sum())
+    assert table["share"].sum() == pytest.approx(1.0)
+    line = unfinished_spend(run)
+    ended = wall[[t for t, o in outcome.items() if o not in ("full fidelity", "running")]].sum()
+    assert f"({100 * ended / wall.sum():.0f}%)" in line
+    write_report(run_dir, formats=("md",))
+    md = (run_dir / "report" / "report.md").read_text()
+    assert "## Where the budget went" in md and "spend.png" in md
+    assert "| stopped: could not finish |" in md
+
+
+def test_cost_model_error_against_the_measured_epochs(tmp_path: Path) -> None:
+    run_dir = make_run(tmp_path)
+    run = load_run(run_dir)
+    assert cost_error(run) is None  # nothing was predicted
+    trials = run.trials.copy()
+    trials[metrics.PREDICTED_EPOCH_S] = trials["actual_epoch_s"] * np.where(
+        np.arange(len(trials)) % 2 == 0, 1.2, 3.0)
+    error = cost_error(dataclasses.replace(run, trials=trials))
+    usable = int(trials["actual_epoch_s"].notna().sum())
+    assert error is not None and error["trials"] == usable
+    assert error["within_2"] == pytest.approx(
+        (np.arange(len(trials))[trials["actual_epoch_s"].notna().to_numpy()] % 2 == 0).mean())
 
 
 def test_bad_format_is_a_config_error(tmp_path: Path) -> None:

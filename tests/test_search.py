@@ -15,11 +15,15 @@ import time
 from pathlib import Path
 from typing import Any
 
+import optuna
 import psutil
 import pytest
 import ray
 import torch
 
+from analysis import front, load_run
+from analysis.spend import cost_error
+from search.searchers import DefineByRunSpace
 from search.spec import ExperimentSpec
 from search.tuner import run_search
 from trainables import metrics as M
@@ -52,18 +56,18 @@ def tiny_spec(root: Path, **changes: Any) -> dict[str, Any]:
 def nan_for_wide_two_step(config: dict[str, Any]) -> None:
     """The real trainable; WRN-10-2 with PGD-2 gets NaN weights in this worker: a real divergence."""
     if config[M.WIDTH] == 2 and config[M.TRAIN_STEPS] == 2:
-        train_epoch = Trainer.train_epoch
+        train_until = Trainer.train_until
 
-        def poisoned(self: Trainer) -> dict:
+        def poisoned(self: Trainer, fraction: float) -> dict:
             with torch.no_grad():
                 self.model.fc.weight.fill_(float("nan"))
-            return train_epoch(self)
+            return train_until(self, fraction)
 
-        Trainer.train_epoch = poisoned  # undone below: workers are reused across trials
+        Trainer.train_until = poisoned  # undone below: workers are reused across trials
         try:
             train_wrn(config)
         finally:
-            Trainer.train_epoch = train_epoch
+            Trainer.train_until = train_until
         return
     train_wrn(config)
 
@@ -163,6 +167,33 @@ def test_a_used_up_finite_space_ends_the_search_without_repeats(tmp_path: Path, 
     widths = sorted(json.loads((tmp_path / "tiny" / name / "params.json").read_text())[M.WIDTH]
                     for name in _results(tmp_path / "tiny"))
     assert widths == [1, 2]
+
+
+def test_an_expensive_first_draw_is_not_started_and_the_budget_buys_a_front(
+        tmp_path: Path, local_ray) -> None:
+    """The issue's failure: the first draw takes the whole budget. Here the random sampler's
+    first draw (seed 1) is WRN-28-8, about two minutes an epoch on a CPU core, in a one-minute
+    budget; the search must not start it, and must spend the minute on models that finish."""
+    space = {"depth": [10, 28], "width": [1, 8], "train_eps": "8/255", "train_steps": [1, 2]}
+    raw = tiny_spec(tmp_path, space=space, searcher={"kind": "random", "seed": 1},
+                    budget={"time": "60s", "max_trials": 50, "max_concurrent": 2},
+                    scheduler={"kind": "mo-asha", "grace_period": "auto"})
+    spec = ExperimentSpec.from_dict(raw)
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=1),
+                                directions=["maximize", "minimize"])
+    first = study.ask()
+    DefineByRunSpace(spec.space)(first)
+    assert (first.params["depth"], first.params["width"]) == (28, 8)  # deliberately expensive
+    outcome = run_search(spec)
+    assert outcome.state in ("budget_exhausted", "finished")
+    run = load_run(tmp_path / "tiny")
+    started = run.trials
+    assert not ((started[M.DEPTH] == 28) & (started[M.WIDTH] == 8)).any()
+    assert len(run.full_fidelity) >= 3
+    assert len(front(run, 8 / 255).members) >= 1
+    # The cost model knew what it was starting: predicted vs measured seconds per epoch.
+    error = cost_error(run)
+    assert error is not None and error["median_factor"] <= 2.0, error
 
 
 def _descendants(pid: int) -> list[psutil.Process]:

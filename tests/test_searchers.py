@@ -5,11 +5,11 @@ from __future__ import annotations
 import optuna
 import pytest
 from ray.tune.search import Searcher
+from test_spec import VALID
 
 from search.cluster import TrialResources, auto_gpu_share, check_resources, estimate_trial_memory_bytes
 from search.searchers import OBJECTIVES, build_searcher, num_trials, space_exhausted
 from search.spec import ExperimentSpec
-from tests.test_spec import VALID
 from trainables import metrics as M
 from trainables.config import ConfigError
 
@@ -137,3 +137,96 @@ def test_auto_gpu_shares_grow_with_the_model_and_stay_in_eighths() -> None:
     assert on_gpu({"depth": 10, "width": 1})["gpu"] == 0.125
     fixed = TrialResources(cpus=1, gpus=0.5, cluster_gpus=1, batch_size=128, gpu_memory_bytes=0)
     assert fixed({"depth": 10, "width": 1}) == {"cpu": 1, "gpu": 0.5}
+
+
+# --- the budget ---------------------------------------------------------------------------------
+
+
+class _Clock:
+    def __init__(self, remaining: float, budget: float = 600.0) -> None:
+        self.remaining_s, self.budget_s = remaining, budget
+        self.elapsed_s = budget - remaining
+
+
+def _budgeted(kind: str, remaining: float, **changes: object) -> object:
+    from search.searchers import default_gate
+
+    spec = ExperimentSpec.from_dict({**VALID, "searcher": {"kind": kind, "seed": 3},
+                                     "budget": {**VALID["budget"], "max_trials": 100},
+                                     **changes})
+    gate = default_gate(spec)
+    gate.clock = _Clock(remaining)
+    searcher = build_searcher(spec, gate=gate)
+    searcher.set_search_properties(None, None, {})
+    return searcher
+
+
+@pytest.mark.parametrize("kind", ["cost-ehvi", "tpe", "random"])
+def test_a_trial_that_cannot_finish_in_the_remaining_budget_is_not_started(kind: str) -> None:
+    searcher = _budgeted(kind, remaining=1e9)
+    gate = searcher._gate  # noqa: SLF001
+    # Make the budget left fit WRN-10-1 but nothing of width 4.
+    from search.proposer import Space
+
+    view = Space(searcher._view.space, searcher._view.base)  # noqa: SLF001
+    small = gate.full_seconds(view.end(10, 1).config, pessimistic=True)
+    large = gate.full_seconds(view.end(10, 4).config, pessimistic=True)
+    assert large > 2 * small
+    gate.clock = _Clock(remaining=1.5 * small)
+    started = []
+    for i in range(12):
+        config = searcher.suggest(f"t{i}")
+        if not isinstance(config, dict):
+            break
+        started.append(config)
+        assert config[M.PREDICTED_EPOCH_S] > 0
+        cfg = searcher._records[f"t{i}"].candidate.config  # noqa: SLF001
+        assert gate.can_finish(cfg), (config, gate.full_seconds(cfg, pessimistic=True))
+        searcher.on_trial_complete(f"t{i}", _result(3, params=77_850))
+    assert started and all(c[M.WIDTH] < 4 for c in started)
+    # Nothing fits any more, and nothing runs: the search ends instead of waiting.
+    gate.clock = _Clock(remaining=0.0)
+    assert searcher.suggest("last") == Searcher.FINISHED
+    assert searcher.ended == "budget"
+    if kind != "cost-ehvi":  # the sampler's rejected draws are recorded, with the reason
+        failed = [t for t in searcher._ot_study.trials  # noqa: SLF001
+                  if t.state == optuna.trial.TrialState.FAIL]
+        assert all(t.user_attrs.get("not_started") for t in failed)
+
+
+def test_while_trials_run_a_full_budget_waits_instead_of_ending() -> None:
+    searcher = _budgeted("cost-ehvi", remaining=1e9)
+    assert isinstance(searcher.suggest("a"), dict)
+    searcher._gate.clock = _Clock(remaining=0.0)  # noqa: SLF001
+    assert searcher.suggest("b") is None  # "a" still runs: its epochs may change the model
+    assert searcher.ended is None
+    searcher.on_trial_complete("a", _result(3))
+    assert searcher.suggest("c") == Searcher.FINISHED
+
+
+def test_cost_ehvi_records_exactly_what_it_proposed_in_optuna() -> None:
+    searcher = _budgeted("cost-ehvi", remaining=1e9)
+    configs = [searcher.suggest(str(i)) for i in range(3)]
+    trials = searcher._ot_study.trials  # noqa: SLF001
+    assert len(trials) == 3
+    for config, trial in zip(configs, trials, strict=True):
+        assert {k: config[k] for k in trial.params} == trial.params
+    first = configs[0]
+    assert (first[M.DEPTH], first[M.WIDTH]) == (10, 1)  # the front's small end first
+
+
+def test_the_searcher_learns_costs_from_results_and_survives_a_save(tmp_path) -> None:
+    searcher = _budgeted("cost-ehvi", remaining=1e9)
+    searcher.suggest("a")
+    searcher.on_trial_result("a", {**_result(1), M.WALL_TIME_S: 12.0})
+    gate = searcher._gate  # noqa: SLF001
+    assert gate.cost.measured == 1
+    path = str(tmp_path / "searcher.pkl")
+    searcher.save(path)
+    live = gate.clock
+    fresh = _budgeted("cost-ehvi", remaining=5.0)
+    fresh_clock = fresh._gate.clock  # noqa: SLF001
+    fresh.restore(path)
+    assert fresh._gate.clock is fresh_clock and fresh._gate.clock is not live  # noqa: SLF001
+    assert fresh._gate.cost.measured == 1  # noqa: SLF001
+    assert "a" in fresh._records  # noqa: SLF001

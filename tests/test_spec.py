@@ -86,6 +86,11 @@ def test_the_valid_spec_and_every_shipped_config_load() -> None:
     ("scheduler", "kind", "hyperband", "scheduler.kind"),
     ("scheduler", "grace_period", 10, "scheduler.grace_period"),
     ("scheduler", "reduction_factor", 1, "scheduler.reduction_factor"),
+    ("scheduler", "grace_period", 0, "scheduler.grace_period"),
+    ("scheduler", "grace_period", "soon", "scheduler.grace_period"),
+    ("scheduler", "noise_z", -1, "scheduler.noise_z"),
+    ("scheduler", "noise_z", True, "scheduler.noise_z"),
+    ("budget", "only_finishable", "yes", "budget.only_finishable"),
     ("searcher", "kind", "bayes", "searcher.kind"),
     ("searcher", "seed", -1, "searcher.seed"),
     ("storage", "path", "", "storage.path"),
@@ -101,6 +106,18 @@ def test_each_bad_field_is_named_in_one_line(section: str, key: str | None, valu
     message = str(info.value)
     assert message.startswith(field + ":"), message
     assert "\n" not in message
+
+
+def test_budget_aware_defaults_and_fractional_rungs() -> None:
+    spec = ExperimentSpec.from_dict({})
+    assert spec.searcher.kind == "cost-ehvi"
+    assert spec.scheduler.grace_period == "auto" and spec.scheduler.noise_z == 1.0
+    assert spec.budget.only_finishable is True
+    quarter = ExperimentSpec.from_dict({**VALID, "scheduler": {"grace_period": 0.25}})
+    assert quarter.scheduler.grace_period == 0.25
+    legacy = ExperimentSpec.from_dict({**VALID, "scheduler": {"grace_period": 1, "noise_z": 0},
+                                       "budget": {"only_finishable": False}})
+    assert legacy.scheduler.noise_z == 0 and not legacy.budget.only_finishable
 
 
 def test_unknown_section_and_grid_over_a_float_range() -> None:
