@@ -13,7 +13,6 @@ name is the best-validation-robust checkpoint's value (the model a user deploys)
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import re
@@ -26,7 +25,7 @@ import numpy as np
 import pandas as pd
 
 from models import count_parameters, wrn_name
-from trainables import metrics
+from trainables import metrics, run_files
 from trainables.config import DATASETS, ConfigError, parse_epsilon
 
 logger = logging.getLogger(__name__)
@@ -43,19 +42,10 @@ OUTCOMES = {
     "running": "still running (the run is live)",
 }
 FINISHED_STATES = ("finished", "budget_exhausted")
-RESULT_FILE = "result.json"
-PARAMS_FILE = "params.json"
-ERROR_FILE = "error.txt"
-EVENTS_FILE = metrics.EVENTS_FILE
-# Hook for `wrn-search evaluate`: every evaluation/*.json holding a JSON object with
-# "trial_id" and keys starting with TEST_PREFIX is merged into `Run.trials`.
-EVALUATION_DIR = "evaluation"
-TEST_PREFIX = "test_"
-TRANSFER_FILE = "transfer.json"  # evaluation/transfer.json: the cross-model matrix
+run_files.EVENTS_FILE = run_files.EVENTS_FILE
 
 _TIMESTAMP = "timestamp"  # Ray's: epoch seconds of the result
 _ITERATION = "training_iteration"  # Ray's: == epochs_done
-_ROBUST_PREFIX = metrics.robust_acc_key(0.0).removesuffix(metrics.eps_key(0.0))
 # Trial ids inside directory names: this project's "trial_<id>_wrn-d-k", Ray's default
 # "<trainable>_<5 hex>_<5 digits>_...". Used only when result.json holds no trial_id yet.
 _DIR_TRIAL_ID = (re.compile(r"^trial_([0-9a-f]+)_"), re.compile(r"_([0-9a-f]{5}_\d{5})_"))
@@ -105,7 +95,7 @@ class Run:
 
     @property
     def test_columns(self) -> list[str]:
-        return [c for c in self.trials.columns if str(c).startswith(TEST_PREFIX)]
+        return [c for c in self.trials.columns if str(c).startswith(metrics.TEST_PREFIX)]
 
 
 @dataclass(frozen=True)
@@ -123,20 +113,20 @@ def read_evaluation(run_dir: Path) -> Evaluation | None:
     anything else in the folder (a half-written .tmp file, the adversarial examples) is
     ignored.
     """
-    folder = Path(run_dir) / EVALUATION_DIR
+    folder = Path(run_dir) / run_files.EVALUATION_DIR
     if not folder.is_dir():
         return None
     records = []
     for path in sorted(folder.glob("*.json")):
-        if path.name == TRANSFER_FILE:
+        if path.name == run_files.TRANSFER_FILE:
             continue
-        record = _read_json_object(path)
+        record = run_files.read_json_object(path)
         if record.get("trial_id") and isinstance(record.get("per_eps"), dict):
             records.append(record)
     if not records:
         return None
     records.sort(key=lambda r: (_size_key(r.get("params")), str(r["trial_id"])))
-    transfer = _read_json_object(folder / TRANSFER_FILE) or None
+    transfer = run_files.read_json_object(folder / run_files.TRANSFER_FILE) or None
     if transfer is not None and not isinstance(transfer.get("matrix"), list):
         transfer = None
     return Evaluation(records, transfer)
@@ -164,11 +154,11 @@ def load_run(run_dir: Path) -> Run:
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise ConfigError(f"run directory: {str(run_dir)!r} does not exist or is not a folder")
-    driver = run_dir / metrics.DRIVER_DIR
-    spec = _read_json_object(driver / metrics.SPEC_JSON)
-    run_state = _read_json_object(driver / metrics.RUN_FILE)
-    events = _read_events(driver / EVENTS_FILE)
-    decisions = read_decisions(driver / metrics.RUNGS_FILE)
+    driver = run_dir / run_files.DRIVER_DIR
+    spec = run_files.read_json_object(driver / run_files.SPEC_JSON)
+    run_state = run_files.read_json_object(driver / run_files.RUN_FILE)
+    events = _read_events(driver / run_files.EVENTS_FILE)
+    decisions = read_decisions(driver / run_files.RUNGS_FILE)
     context = _Context(
         epsilons=spec_epsilons(spec),
         num_classes=DATASETS.get(str((spec.get("data") or {}).get("dataset")), 10),
@@ -177,7 +167,7 @@ def load_run(run_dir: Path) -> Run:
     unreadable: list[tuple[str, str]] = []
     readable: list[tuple[Path, pd.DataFrame, str]] = []
     for trial_dir in trial_dirs(run_dir):
-        records, problem = _read_results(trial_dir / RESULT_FILE)
+        records, problem = _read_results(trial_dir / run_files.RESULT_FILE)
         if problem is not None:
             unreadable.append((trial_dir.name, problem))
             continue
@@ -190,7 +180,7 @@ def load_run(run_dir: Path) -> Run:
     budget_stops = set(decisions.loc[decisions["reason"] == "budget", "trial_id"].astype(str)) \
         if len(decisions) else set()
     rows = [
-        _summarise(d, trial_id, h, _read_json_object(d / PARAMS_FILE), events, context)
+        _summarise(d, trial_id, h, run_files.read_json_object(d / run_files.PARAMS_FILE), events, context)
         for d, h, trial_id in readable
     ]
     for row in rows:
@@ -199,7 +189,7 @@ def load_run(run_dir: Path) -> Run:
         row["outcome"] = _outcome(row["status"], row["stopped_by"])
     histories = [h for _, h, _ in readable]
     trials = _trials_frame(rows, context.epsilons)
-    trials = _merge_evaluation(trials, run_dir / EVALUATION_DIR)
+    trials = _merge_evaluation(trials, run_dir / run_files.EVALUATION_DIR)
     history = pd.concat(histories, ignore_index=True) if histories else pd.DataFrame()
     return Run(run_dir, spec, run_state, trials, history, unreadable, decisions)
 
@@ -218,7 +208,7 @@ def read_decisions(path: Path) -> pd.DataFrame:
     columns = ["trial_id", "milestone", "decision", "reason", "margin", metrics.EPOCHS_DONE]
     if not path.exists():
         return pd.DataFrame(columns=columns)
-    good, bad = _json_lines(path)
+    good, bad = run_files.json_lines(path)
     for number, message in bad:
         logger.warning("%s line %d dropped: %s", path, number, message)
     frame = pd.DataFrame([{k: v for k, v in r.items() if _scalar(v)} for r in good])
@@ -234,7 +224,7 @@ def trial_dirs(run_dir: Path) -> list[Path]:
     """Sub-folders holding a result.json or params.json, sorted by name (Ray's order)."""
     return sorted(
         p for p in run_dir.iterdir()
-        if p.is_dir() and ((p / RESULT_FILE).exists() or (p / PARAMS_FILE).exists())
+        if p.is_dir() and ((p / run_files.RESULT_FILE).exists() or (p / run_files.PARAMS_FILE).exists())
     )
 
 
@@ -245,35 +235,6 @@ class _Context:
     run_running: bool
 
 
-def _read_json_object(path: Path) -> dict[str, Any]:
-    if not path.exists():
-        return {}
-    try:
-        value = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        logger.warning("%s is unreadable (%s); treating it as empty", path, err)
-        return {}
-    return value if isinstance(value, dict) else {}
-
-
-def _json_lines(path: Path) -> tuple[list[dict[str, Any]], list[tuple[int, str]]]:
-    """Every line that parses to a JSON object, and (line number, error) for the rest."""
-    good: list[dict[str, Any]] = []
-    bad: list[tuple[int, str]] = []
-    text = path.read_text(encoding="utf-8", errors="replace")
-    for number, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            value = json.loads(line)
-        except json.JSONDecodeError as err:
-            bad.append((number, err.msg))
-            continue
-        if isinstance(value, dict):
-            good.append(value)
-        else:
-            bad.append((number, f"a JSON {type(value).__name__}, not an object"))
-    return good, bad
 
 
 def _read_results(path: Path) -> tuple[list[dict[str, Any]], str | None]:
@@ -286,12 +247,12 @@ def _read_results(path: Path) -> tuple[list[dict[str, Any]], str | None]:
     if not path.exists():
         return [], None
     try:
-        good, bad = _json_lines(path)
+        good, bad = run_files.json_lines(path)
     except OSError as err:
-        return [], f"cannot read {RESULT_FILE}: {err}"
+        return [], f"cannot read {run_files.RESULT_FILE}: {err}"
     if bad and not good:
         number, message = bad[0]
-        return [], f"{RESULT_FILE} has no parsable line (line {number}: {message})"
+        return [], f"{run_files.RESULT_FILE} has no parsable line (line {number}: {message})"
     for number, message in bad:
         logger.warning("%s line %d dropped: %s", path, number, message)
     return good, None
@@ -301,7 +262,7 @@ def _read_events(path: Path) -> dict[str, list[dict[str, Any]]]:
     """events.jsonl grouped by trial id, in file order (the order the driver saw them)."""
     if not path.exists():
         return {}
-    good, bad = _json_lines(path)
+    good, bad = run_files.json_lines(path)
     for number, message in bad:
         logger.warning("%s line %d dropped: %s", path, number, message)
     grouped: dict[str, list[dict[str, Any]]] = {}
@@ -389,12 +350,9 @@ def _last(history: pd.DataFrame, key: str) -> Any:
 
 
 def _number(value: Any) -> float:
-    if value is None or isinstance(value, bool):
-        return math.nan
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        return math.nan
+    """A number read from a file, NaN when it is not one (the trials table's missing value)."""
+    number = run_files.finite_number(value)
+    return math.nan if number is None else number
 
 
 def _best_values(history: pd.DataFrame, epsilons: Sequence[float]) -> dict[str, Any]:
@@ -437,7 +395,7 @@ def _summarise(
         max_epochs = _config_value(config, metrics.MAX_EPOCHS)
     max_epochs = int(max_epochs) if max_epochs is not None else None
     trial_events = events.get(trial_id, [])
-    error_file = trial_dir / ERROR_FILE
+    error_file = trial_dir / run_files.ERROR_FILE
     error_text = error_file.read_text(errors="replace") if error_file.exists() else ""
     full = max_epochs is not None and epochs_done >= max_epochs
     status = _status(events=trial_events, full=full, has_error_file=bool(error_text),
@@ -460,7 +418,7 @@ def _summarise(
         "error": error,
         # the trainable's marker: a diverged trial raises before it can report the flag
         metrics.DIVERGED: bool(_last(history, metrics.DIVERGED) or False)
-        or (trial_dir / metrics.DIVERGED_MARKER).exists(),
+        or (trial_dir / run_files.DIVERGED_MARKER).exists(),
         metrics.EPOCHS_DONE: epochs_done,
         metrics.MAX_EPOCHS: max_epochs,
         "full_fidelity": status == "complete",
@@ -497,16 +455,8 @@ def _fill_architecture(row: dict[str, Any], num_classes: int) -> None:
 
 
 def _epsilons_in(columns: Iterable[Any]) -> list[float]:
-    prefix = _ROBUST_PREFIX
-    found = set()
-    for column in columns:
-        name = str(column)
-        if name.startswith(prefix):
-            try:
-                found.add(metrics.parse_eps_key(name[len(prefix):]))
-            except ValueError:
-                continue
-    return sorted(found)
+    found = {metrics.robust_acc_eps(str(c)) for c in columns}
+    return sorted(e for e in found if e is not None)
 
 
 def _trials_frame(rows: list[dict[str, Any]], epsilons: Sequence[float]) -> pd.DataFrame:
@@ -537,8 +487,8 @@ def _merge_evaluation(trials: pd.DataFrame, folder: Path) -> pd.DataFrame:
         return trials
     rows = []
     for path in sorted(folder.glob("*.json")):
-        record = _read_json_object(path)
-        tests = {k: v for k, v in record.items() if k.startswith(TEST_PREFIX) and _scalar(v)}
+        record = run_files.read_json_object(path)
+        tests = {k: v for k, v in record.items() if k.startswith(metrics.TEST_PREFIX) and _scalar(v)}
         if record.get("trial_id") and tests:
             rows.append({"trial_id": str(record["trial_id"]), **tests})
     if not rows:

@@ -26,7 +26,7 @@ import pandas as pd
 
 from analysis.load import Run
 from models import count_parameters
-from trainables import metrics
+from trainables import formats, metrics
 from trainables.config import DATASETS
 
 logger = logging.getLogger(__name__)
@@ -260,7 +260,7 @@ class Front:
     def label(self) -> str:
         if self.eps is None:
             return "clean accuracy"
-        return f"robust accuracy at {metrics.eps_label(self.eps)}"
+        return f"robust accuracy at {formats.eps_label(self.eps)}"
 
 
 def front(run: Run, eps: float | None, *, ref_params: float | None = None) -> Front:

@@ -30,6 +30,7 @@ from analysis.pareto import Front
 from analysis.published import AUTOATTACK, EVALUATIONS, PGD10, PublishedPoint
 from trainables import metrics
 from trainables.evaluation import TEST_N, strong_acc_key
+from trainables.formats import eps_label, eps_text, params, percent, whole
 
 FRONT_COLOR = "#1f5fa8"
 COMPLETE_COLOR = "#9dbce3"
@@ -47,30 +48,6 @@ _RC = {
 }
 
 
-def human_params(n: float) -> str:
-    """1234567 -> '1.23M', 78000 -> '78k'."""
-    if not np.isfinite(n):
-        return "—"
-    for scale, unit in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
-        if abs(n) >= scale:
-            return f"{n / scale:.3g}{unit}"
-    return f"{n:.0f}"
-
-
-def pct(value: float | None) -> str:
-    """Accuracy fraction as a percentage with one decimal ('—' when missing)."""
-    if value is None or not np.isfinite(value):
-        return "—"
-    return f"{100 * value:.1f}%"
-
-
-def eps_text(eps: float | None) -> str:
-    """'8/255' for whole steps, '7.2/255' for sampled values: always in 1/255 units."""
-    if eps is None or not np.isfinite(eps):
-        return "—"
-    label = metrics.eps_label(float(eps))
-    return label if "/" in label else f"{float(eps) * 255:.1f}/255"
-
 
 def trial_tooltip(row: pd.Series, epsilons: Sequence[float]) -> str:
     """Everything a reader wants when hovering over one trial's point."""
@@ -82,25 +59,21 @@ def trial_tooltip(row: pd.Series, epsilons: Sequence[float]) -> str:
         f"method {row.get(metrics.METHOD)}, train eps {train_eps}, {steps} steps, "
         f"lr {row.get(metrics.PEAK_LR):g}",
         f"{row.get('status')}: {row.get(metrics.EPOCHS_DONE)}/{row.get(metrics.MAX_EPOCHS)} "
-        f"epochs, best epoch {int_or_dash(row.get(metrics.BEST_EPOCH))}",
-        f"val clean {pct(row.get(metrics.BEST_VAL_CLEAN_ACC))}",
+        f"epochs, best epoch {whole(row.get(metrics.BEST_EPOCH))}",
+        f"val clean {percent(row.get(metrics.BEST_VAL_CLEAN_ACC))}",
     ]
     lines += [
-        f"val robust {metrics.eps_label(e)} {pct(row.get(metrics.best_robust_acc_key(e)))}"
+        f"val robust {eps_label(e)} {percent(row.get(metrics.best_robust_acc_key(e)))}"
         for e in epsilons
     ]
     lines.append(f"trial {row.get('trial_id')}")
     return "\n".join(lines)
 
 
-def int_or_dash(value: object) -> str:
-    return f"{int(value)}" if value is not None and pd.notna(value) else "—"
-
-
 def _params_axis(ax: Axes) -> None:
     ax.set_xscale("log")
     ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
-    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: human_params(v)))
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: params(v)))
     ax.xaxis.set_minor_formatter(FuncFormatter(lambda v, _: ""))
     ax.set_xlabel("parameters (log scale)")
 
@@ -203,7 +176,7 @@ def _test_points(ax: Axes, run: Run, front: Front, tips: dict[str, str]) -> str 
         gid = f"test-{i}"
         n = row.get(TEST_N)
         tips[gid] = (f"{row.get(metrics.WRN)} (trial {row.get('trial_id')}): test strong "
-                     f"{pct(row[col])} at {eps_text(front.eps)} on {int_or_dash(n)} test images "
+                     f"{percent(row[col])} at {eps_text(front.eps)} on {whole(n)} test images "
                      "(per-example minimum over every attack of wrn-search evaluate)")
         _point(ax, row[metrics.PARAMS], 100 * row[col], gid, marker="X", ms=8, color=FRONT_COLOR,
                mec="white", zorder=5)
@@ -297,7 +270,7 @@ def clean_robust_figure(run: Run, robust: Front) -> tuple[Figure, dict[str, str]
                        zorder=2)
         bar = fig.colorbar(matplotlib.cm.ScalarMappable(norm=norm, cmap=cmap), ax=ax)
         bar.ax.yaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
-        bar.ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: human_params(v)))
+        bar.ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: params(v)))
         bar.ax.yaxis.set_minor_formatter(FuncFormatter(lambda v, _: ""))
         bar.set_label("parameters")
         ax.set_xlabel("validation clean accuracy (%)")
@@ -358,7 +331,7 @@ def learning_curves_figure(run: Run, front: Front) -> Figure:
             robust_col = metrics.VAL_ROBUST_ACC
         for _, member in front.members.iterrows():
             curve = history[history["trial_id"] == member["trial_id"]]
-            label = f"{member[metrics.WRN]} ({human_params(member[metrics.PARAMS])})"
+            label = f"{member[metrics.WRN]} ({params(member[metrics.PARAMS])})"
             for ax, col in ((robust_ax, robust_col), (clean_ax, metrics.VAL_CLEAN_ACC)):
                 if col not in curve.columns:
                     continue
@@ -367,7 +340,7 @@ def learning_curves_figure(run: Run, front: Front) -> Figure:
                 best = curve[curve[metrics.EPOCHS_DONE] == member.get(metrics.BEST_EPOCH)]
                 ax.plot(best[metrics.EPOCHS_DONE], 100 * best[col], "o", ms=4,
                         color=line.get_color())
-        robust_ax.set_ylabel(f"validation robust accuracy at {metrics.eps_label(eps)} (%)")
+        robust_ax.set_ylabel(f"validation robust accuracy at {eps_label(eps)} (%)")
         clean_ax.set_ylabel("validation clean accuracy (%)")
         for ax in (robust_ax, clean_ax):
             ax.set_xlabel("epoch (dot: best-robust checkpoint)")

@@ -25,12 +25,12 @@ from analysis import plots
 from analysis.load import OUTCOMES, STATUSES, Evaluation, Run, load_run, read_evaluation
 from analysis.pareto import Front, fronts, hypervolume_over_time
 from analysis.pareto import reference_params as _reference_params
-from analysis.plots import human_params, pct
 from analysis.published import AUTOATTACK, EVALUATIONS, PublishedPoint, published_for
 from analysis.spend import cost_error, rung_table, spend_table, unfinished_spend
 from trainables import metrics
 from trainables.config import ConfigError, fail
 from trainables.evaluation import TEST_CLEAN_ACC, check_status, checks_summary, checks_verdict, strong_acc_key
+from trainables.formats import duration, eps_label, eps_text, number, params, percent, whole
 
 logger = logging.getLogger(__name__)
 
@@ -154,7 +154,7 @@ def front_table(all_fronts: Sequence[Front]) -> pd.DataFrame:
         members = f.members.copy()
         members.insert(0, "objective", f.objective)
         members.insert(1, "eps", np.nan if f.eps is None else f.eps)
-        members.insert(2, "eps_label", "" if f.eps is None else metrics.eps_label(f.eps))
+        members.insert(2, "eps_label", "" if f.eps is None else eps_label(f.eps))
         knee = f.knee["trial_id"] if f.knee is not None else None
         members.insert(3, "knee", members["trial_id"] == knee)
         parts.append(members)
@@ -182,27 +182,15 @@ def _write_tables(run: Run, all_fronts: Sequence[Front], out: Path, fmt: str,
 # ---------------------------------------------------------------- content
 
 
-def _duration(seconds: Any) -> str:
-    if seconds is None or not np.isfinite(float(seconds)):
-        return "—"
-    seconds = float(seconds)
-    if seconds < 60:
-        return f"{seconds:.0f} s"
-    if seconds < 3600:
-        return f"{seconds / 60:.0f} min"
-    hours, rest = divmod(round(seconds / 60), 60)
-    return f"{hours} h {rest:02d} min"
-
-
 def _budget(run_state: dict[str, Any]) -> str:
     used, budget = run_state.get("elapsed_s"), run_state.get("budget_s")
     if used is None:
         return "unknown (no run.json)"
-    text = f"{_duration(used)} used"
+    text = f"{duration(used)} used"
     if budget:
         left = max(0.0, float(budget) - float(used))
-        text += f" of {_duration(budget)} ({100 * float(used) / float(budget):.0f}%), "
-        text += f"{_duration(left)} left"
+        text += f" of {duration(budget)} ({100 * float(used) / float(budget):.0f}%), "
+        text += f"{duration(left)} left"
     resumes = run_state.get("resumes")
     return text + (f"; resumed {resumes} time(s)" if resumes else "")
 
@@ -219,7 +207,7 @@ def _threat_model(spec: dict[str, Any]) -> str:
     tm = spec.get("threat_model") or {}
     if not tm:
         return "unknown (no spec.json)"
-    eps = ", ".join(metrics.eps_label(float(e)) for e in tm.get("epsilons", []))
+    eps = ", ".join(eps_label(float(e)) for e in tm.get("epsilons", []))
     return (f"{str(tm.get('norm', '?')).upper()} eps {eps}; PGD-{tm.get('steps', '?')}, "
             f"{tm.get('restarts', '?')} restart(s)")
 
@@ -227,8 +215,8 @@ def _threat_model(spec: dict[str, Any]) -> str:
 def _member_name(row: pd.Series | None, acc_col: str) -> str:
     if row is None:
         return "none: no front member lies above the line joining the front's extremes"
-    size = human_params(row[metrics.PARAMS])
-    return f"{row[metrics.WRN]} ({size} parameters, {pct(row[acc_col])})"
+    size = params(row[metrics.PARAMS])
+    return f"{row[metrics.WRN]} ({size} parameters, {percent(row[acc_col])})"
 
 
 def _headline(run: Run, all_fronts: Sequence[Front], ref_reason: str,
@@ -261,11 +249,11 @@ def _headline(run: Run, all_fronts: Sequence[Front], ref_reason: str,
 def _front_rows(run: Run, f: Front) -> Table:
     epsilons = run.eval_epsilons
     named = [(TEST_CLEAN_ACC, "test clean")]
-    named += [(strong_acc_key(e), f"test strong {metrics.eps_label(e)}") for e in epsilons]
+    named += [(strong_acc_key(e), f"test strong {eps_label(e)}") for e in epsilons]
     tests = [c for c, _ in named if c in run.test_columns]
     headers = ["", "WRN", "params", "method", "train eps", "train steps", "peak lr",
                "best epoch", "val clean"]
-    headers += [f"val robust {metrics.eps_label(e)}" for e in epsilons]
+    headers += [f"val robust {eps_label(e)}" for e in epsilons]
     headers += [h for c, h in named if c in tests]
     numeric = [False, False, True, False, True, True, True, True, True]
     numeric += [True] * (len(epsilons) + len(tests))
@@ -277,14 +265,14 @@ def _front_rows(run: Run, f: Front) -> Table:
         rows.append([
             "knee" if r["trial_id"] == knee else "",
             str(r[metrics.WRN]),
-            human_params(r[metrics.PARAMS]),
+            params(r[metrics.PARAMS]),
             str(r[metrics.METHOD]),
-            plots.eps_text(r[metrics.TRAIN_EPS]),
-            plots.int_or_dash(r[metrics.TRAIN_STEPS]),
+            eps_text(r[metrics.TRAIN_EPS]),
+            whole(r[metrics.TRAIN_STEPS]),
             f"{r[metrics.PEAK_LR]:g}",
-            f"{plots.int_or_dash(r[metrics.BEST_EPOCH])}/{plots.int_or_dash(r[metrics.MAX_EPOCHS])}",
-            pct(r[metrics.BEST_VAL_CLEAN_ACC]),
-            *[pct(r.get(metrics.best_robust_acc_key(e))) for e in epsilons],
+            f"{whole(r[metrics.BEST_EPOCH])}/{whole(r[metrics.MAX_EPOCHS])}",
+            percent(r[metrics.BEST_VAL_CLEAN_ACC]),
+            *[percent(r.get(metrics.best_robust_acc_key(e))) for e in epsilons],
             *[_test_value(r.get(c)) for c in tests],
         ])
     return Table(headers, rows, numeric, marked)
@@ -292,7 +280,7 @@ def _front_rows(run: Run, f: Front) -> Table:
 
 def _test_value(value: Any) -> str:
     if isinstance(value, (int, float)) and 0 <= value <= 1:
-        return pct(value)
+        return percent(value)
     return "—" if value is None or (isinstance(value, float) and np.isnan(value)) else str(value)
 
 
@@ -343,17 +331,17 @@ def _published_blocks(f: Front, published: Sequence[PublishedPoint]) -> list[Blo
     ours = ""
     if not f.members.empty:
         top = f.members.loc[f.members[f.acc_col].idxmax()]
-        ours = (f" This run's front reaches {pct(top[f.acc_col])} ({top[metrics.WRN]}, "
-                f"{human_params(top[metrics.PARAMS])} parameters) on its validation split under "
+        ours = (f" This run's front reaches {percent(top[f.acc_col])} ({top[metrics.WRN]}, "
+                f"{params(top[metrics.PARAMS])} parameters) on its validation split under "
                 "the search's PGD: an upper bound of what AutoAttack would give on the test set.")
-    rows = [[p.name, p.wrn, human_params(p.params), pct(p.clean_acc), pct(p.robust_acc),
+    rows = [[p.name, p.wrn, params(p.params), percent(p.clean_acc), percent(p.robust_acc),
              p.evaluation, p.source] for p in published]
     return [
-        Para(f"Published anchors at {metrics.eps_label(f.eps or 0.0)}: under AutoAttack on the "
+        Para(f"Published anchors at {eps_label(f.eps or 0.0)}: under AutoAttack on the "
              f"full CIFAR-10 test set, without extra data, the published front runs from "
-             f"{pct(smallest.robust_acc)} ({smallest.name}, {smallest.wrn}, "
-             f"{human_params(smallest.params)}) to {pct(best.robust_acc)} ({best.name}, "
-             f"{best.wrn}, {human_params(best.params)})." + ours),
+             f"{percent(smallest.robust_acc)} ({smallest.name}, {smallest.wrn}, "
+             f"{params(smallest.params)}) to {percent(best.robust_acc)} ({best.name}, "
+             f"{best.wrn}, {params(best.params)})." + ours),
         Details(f"Published anchors ({len(published)} models; sources)", [
             Para("Evaluations: " + "; ".join(f"{k}: {v}" for k, v in EVALUATIONS.items())
                  + ". Parameter counts: the standard WRN-d-k for ten classes."),
@@ -460,10 +448,10 @@ def _side_by_side(evaluation: Evaluation) -> Table:
         drop = r["drop_val_to_test_strong"]
         rows.append([
             str(r["wrn"]), str(r["trial_id"]), str(r["eps_label"]),
-            _pct_or_dash(r["val_clean_acc"]), _pct_or_dash(r["val_search_robust_acc"]) + label,
-            _pct_or_dash(r["test_clean_acc"]),
+            percent(r["val_clean_acc"]), percent(r["val_search_robust_acc"]) + label,
+            percent(r["test_clean_acc"]),
             *[_attack_cell(r, name) for name, _ in _ATTACK_COLUMNS],
-            _pct_or_dash(r["test_strong_acc"]),
+            percent(r["test_strong_acc"]),
             "—" if drop is None or pd.isna(drop) else f"{100 * (0.0 - drop):+.1f} pts",
         ])
     numeric = [False, False, False] + [True] * (len(headers) - 3)
@@ -474,11 +462,7 @@ def _attack_cell(row: pd.Series, name: str) -> str:
     acc, label = row.get(f"test_{name}_acc"), row.get(f"test_{name}_label")
     if acc is None or pd.isna(acc):
         return "not run"
-    return f"{pct(acc)} ({label})"
-
-
-def _pct_or_dash(value: Any) -> str:
-    return "—" if value is None or pd.isna(value) else pct(float(value))
+    return f"{percent(acc)} ({label})"
 
 
 def _thresholds(records: Sequence[dict[str, Any]]) -> str:
@@ -487,8 +471,8 @@ def _thresholds(records: Sequence[dict[str, Any]]) -> str:
     for r in records:
         suite = r.get("suite") or {}
         if "gap_threshold" in suite and "large_eps_max_acc" in suite:
-            texts.add(f"search-time PGD at most {pct(suite['gap_threshold'])} (plus one image) "
-                      f"above the strong figure; at most {pct(suite['large_eps_max_acc'])} "
+            texts.add(f"search-time PGD at most {percent(suite['gap_threshold'])} (plus one image) "
+                      f"above the strong figure; at most {percent(suite['large_eps_max_acc'])} "
                       "accuracy (and at least one image) at the largest curve epsilon")
     if not texts:
         return "Thresholds: as stored with each record."
@@ -520,7 +504,7 @@ def _transfer_blocks(transfer: dict[str, Any] | None) -> list[Block]:
     if not transfer:
         return [Para("No transfer matrix yet.")]
     names = [f"{w} ({t})" for w, t in zip(transfer["wrn"], transfer["trials"], strict=True)]
-    rows = [[names[i], *[pct(v) + (" (white-box)" if i == j else "") for j, v in enumerate(row)]]
+    rows = [[names[i], *[percent(v) + (" (white-box)" if i == j else "") for j, v in enumerate(row)]]
             for i, row in enumerate(transfer["matrix"])]
     return [Para(f"Test split, {transfer['n']} images, {transfer['eps_label']}: row = model the "
                  "adversarial inputs were crafted on (its worst case over every attack), "
@@ -538,7 +522,7 @@ def _corruption_table(records: Sequence[dict[str, Any]]) -> Table:
             rate = c.get("rate")
             rows.append([f"{r.get('wrn')} ({r['trial_id']})", str(c.get("label", name)),
                          str(c.get("adversarial")), str(c.get("destroyed")),
-                         "—" if rate is None else pct(rate), pct(c.get("clean_acc"))])
+                         "—" if rate is None else percent(rate), percent(c.get("clean_acc"))])
     return Table(["model", "transformation", "adversarial images", "destroyed",
                   "destruction rate", "clean acc"], rows, [False, False, True, True, True, True])
 
@@ -620,7 +604,7 @@ def _spend_sections(run: Run) -> list[Block]:
     table = spend_table(run)
     if len(table):
         blocks.append(Table(["outcome", "what it means", "trials", "trial time", "share"],
-                            [[r.outcome, OUTCOMES[r.outcome], str(r.trials), _duration(r.seconds),
+                            [[r.outcome, OUTCOMES[r.outcome], str(r.trials), duration(r.seconds),
                               f"{100 * r.share:.0f}%"] for r in table.itertuples()],
                             [False, False, True, True, True]))
     blocks.append(Para(unfinished_spend(run) + "."))
@@ -646,10 +630,6 @@ def _spend_sections(run: Run) -> list[Block]:
     return blocks
 
 
-def _fmt_num(value: Any) -> str:
-    return "—" if pd.isna(value) else f"{value:g}"
-
-
 def _problem_section(run: Run) -> list[Block]:
     blocks: list[Block] = [Heading(2, "Errored and unreadable trials")]
     errors = run.trials[run.trials["status"] == "error"] if len(run.trials) else run.trials
@@ -657,7 +637,7 @@ def _problem_section(run: Run) -> list[Block]:
         blocks.append(Para("None."))
         return blocks
     rows = [[str(r["trial_dir"]), "error", str(r[metrics.WRN]),
-             _fmt_num(r[metrics.EPOCHS_DONE]), str(r["error"] or "no message")]
+             number(r[metrics.EPOCHS_DONE]), str(r["error"] or "no message")]
             for _, r in errors.iterrows()]
     rows += [[name, "unreadable", "—", "—", reason] for name, reason in run.unreadable]
     blocks.append(Table(["trial directory", "status", "WRN", "epochs", "reason"], rows,
@@ -670,11 +650,11 @@ def _all_trials(run: Run) -> list[Block]:
         return []
     main = metrics.best_robust_acc_key(run.eval_epsilons[0]) if run.eval_epsilons else None
     order = run.trials.sort_values(["status", metrics.PARAMS], kind="stable")
-    rows = [[str(r["trial_id"]), str(r[metrics.WRN]), human_params(r[metrics.PARAMS]),
+    rows = [[str(r["trial_id"]), str(r[metrics.WRN]), params(r[metrics.PARAMS]),
              str(r["status"]),
-             f"{_fmt_num(r[metrics.EPOCHS_DONE])}/{plots.int_or_dash(r[metrics.MAX_EPOCHS])}",
-             pct(r[metrics.BEST_VAL_CLEAN_ACC]), pct(r[main]) if main else "—",
-             _duration(r[metrics.WALL_TIME_S])] for _, r in order.iterrows()]
+             f"{number(r[metrics.EPOCHS_DONE])}/{whole(r[metrics.MAX_EPOCHS])}",
+             percent(r[metrics.BEST_VAL_CLEAN_ACC]), percent(r[main]) if main else "—",
+             duration(r[metrics.WALL_TIME_S])] for _, r in order.iterrows()]
     table = Table(["trial", "WRN", "params", "status", "epochs", "val clean", "val robust",
                    "wall time"], rows, [False, False, True, False, True, True, True, True])
     return [Details(f"All {len(rows)} trials (also in trials.csv)", [table])]

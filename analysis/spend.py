@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from analysis.load import OUTCOMES, Run
-from trainables import metrics
+from trainables import formats, metrics
 
 
 def rung_table(run: Run) -> pd.DataFrame:
@@ -57,7 +57,7 @@ def unfinished_spend(run: Run) -> str:
     ended = table[~table["outcome"].isin(["full fidelity", "running"])]
     spent, total = float(ended["seconds"].sum()), float(table["seconds"].sum())
     share = f" ({100 * spent / total:.0f}%)" if total > 0 else ""
-    span = metrics.duration_label
+    span = formats.duration
     return (f"{span(spent)} of {span(total)} of trial time{share} went to trials that ended "
             "without full fidelity (their seconds bought no front)")
 

@@ -6,9 +6,8 @@ from pathlib import Path
 
 from analysis.load import STATUSES, load_run
 from analysis.pareto import front
-from analysis.plots import eps_text
 from analysis.spend import unfinished_spend
-from trainables import metrics
+from trainables import formats, metrics
 
 
 def status_text(run_dir: Path) -> str:
@@ -23,7 +22,7 @@ def status_text(run_dir: Path) -> str:
     lines = [f"run {run.name}: {run.state or 'unknown state'}"]
     if "budget_s" in state:
         used, budget = float(state.get("elapsed_s", 0.0)), float(state["budget_s"])
-        span = metrics.duration_label
+        span = formats.duration
         lines.append(f"budget: {span(used)} used of {span(budget)} ({span(budget - used)} left), "
                      f"resumed {state.get('resumes', 0)} times")
     lines.append("trials: " + ", ".join(f"{int(counts.get(s, 0))} {s}" for s in STATUSES)
@@ -33,12 +32,12 @@ def status_text(run_dir: Path) -> str:
     if not epsilons:
         return "\n".join(lines)
     best = front(run, epsilons[0])
-    lines.append(f"front (robust accuracy at {metrics.eps_label(epsilons[0])}, validation split, "
+    lines.append(f"front (robust accuracy at {formats.eps_label(epsilons[0])}, validation split, "
                  f"full-fidelity trials only): {len(best.members)} models")
     for _, row in best.members.iterrows():
         lines.append(f"  {row[metrics.WRN]:<10} {int(row[metrics.PARAMS]):>12,} params  "
                      f"robust {100 * row[best.acc_col]:5.1f}%  "
                      f"clean {100 * row[metrics.BEST_VAL_CLEAN_ACC]:5.1f}%  "
-                     f"train eps {eps_text(row[metrics.TRAIN_EPS])}, "
+                     f"train eps {formats.eps_text(row[metrics.TRAIN_EPS])}, "
                      f"{row[metrics.METHOD]}-{int(row[metrics.TRAIN_STEPS])}")
     return "\n".join(lines)

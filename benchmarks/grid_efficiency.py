@@ -67,7 +67,10 @@ from analysis.pareto import hypervolume_over_time, reference_params  # noqa: E40
 from search.cluster import quiet_ray, start_ray  # noqa: E402
 from search.spec import ExperimentSpec  # noqa: E402
 from search.tuner import run_search  # noqa: E402
-from trainables import metrics  # noqa: E402
+from trainables import (
+    metrics,  # noqa: E402
+    run_files,
+)
 from trainables.config import ConfigError  # noqa: E402
 from trainables.data import load_dataset  # noqa: E402
 
@@ -134,7 +137,7 @@ def strategy_spec(args: argparse.Namespace, strategy: str, seed: int,
 def ensure_run(spec: ExperimentSpec) -> Path:
     """Run the spec unless its run directory already holds a finished run."""
     run_dir = Path(spec.run_dir)
-    state_file = run_dir / metrics.DRIVER_DIR / metrics.RUN_FILE
+    state_file = run_dir / run_files.DRIVER_DIR / run_files.RUN_FILE
     if state_file.exists():
         state = json.loads(state_file.read_text()).get("state")
         if state in FINISHED:

@@ -38,12 +38,15 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import machine_facts  # noqa: E402
 
-from trainables import metrics  # noqa: E402
+from trainables import (
+    formats,  # noqa: E402
+)
 from trainables.attacks import L2PGD, PGD, predict, robust_correct  # noqa: E402
-from trainables.checkpoint import BEST_FILE, load_best_model, load_file  # noqa: E402
+from trainables.checkpoint import load_best_model, load_file  # noqa: E402
 from trainables.config import TrialConfig  # noqa: E402
 from trainables.data import load_dataset  # noqa: E402
 from trainables.engine import resolve_device  # noqa: E402
+from trainables.run_files import BEST_FILE  # noqa: E402
 
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:
@@ -111,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
                    "seconds_last": t_last, "seconds_first": t_first}
             rows.append(row)
             change = 100 * (row["first_adversarial_acc"] - row["last_iterate_acc"])
-            print(f"{split:<10} {role + ' ' + label:<22} {metrics.eps_label(eps):>6} {len(y):>5} "
+            print(f"{split:<10} {role + ' ' + label:<22} {formats.eps_label(eps):>6} {len(y):>5} "
                   f"{100 * clean:>5.1f}% {100 * row['last_iterate_acc']:>5.1f}% "
                   f"{100 * row['first_adversarial_acc']:>5.1f}% {change:>+6.1f}p "
                   f"{row['only_first_fools']:>10} {row['only_last_fools']:>9} "

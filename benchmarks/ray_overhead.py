@@ -64,6 +64,7 @@ from pathlib import Path
 from typing import Any
 
 from search.cluster import prefer_loopback, quiet_ray
+from trainables import run_files
 
 quiet_ray()
 prefer_loopback()
@@ -374,7 +375,7 @@ def utilisation(storage: Path, budget_s: float, variant: str) -> dict[str, Any]:
     side = run_tuner_side(spec, variant)
     run_dir = storage / spec.name
     events: dict[str, dict[str, float]] = {}
-    for line in (run_dir / M.DRIVER_DIR / M.EVENTS_FILE).read_text().splitlines():
+    for line in (run_dir / run_files.DRIVER_DIR / run_files.EVENTS_FILE).read_text().splitlines():
         e = json.loads(line)
         events.setdefault(e["trial_id"], {})[e["event"]] = e["time"]
     wall = side["end"] - side["start"]
@@ -437,7 +438,8 @@ def checkpoint_cost(depth: int, width: int, storage: Path) -> dict[str, Any]:
     from ray.train._internal.storage import _pyarrow_fs_copy_files
 
     from models import WideResNet
-    from trainables.checkpoint import BEST_FILE, STATE_FILE, _save_atomic
+    from trainables.checkpoint import save_atomic
+    from trainables.run_files import BEST_FILE, STATE_FILE
 
     model = WideResNet(depth, width, 10)
     weights = model.state_dict()
@@ -449,8 +451,8 @@ def checkpoint_cost(depth: int, width: int, storage: Path) -> dict[str, Any]:
     source.mkdir(parents=True)
     target.mkdir(parents=True)  # Ray creates the checkpoint folder first, too
     start = time.perf_counter()
-    _save_atomic(state, source / STATE_FILE)
-    _save_atomic({"model": weights, "epoch": 1}, source / BEST_FILE)
+    save_atomic(state, source / STATE_FILE)
+    save_atomic({"model": weights, "epoch": 1}, source / BEST_FILE)
     os.sync()
     write_s = time.perf_counter() - start
     size = sum(f.stat().st_size for f in source.iterdir())

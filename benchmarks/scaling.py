@@ -61,6 +61,7 @@ from pathlib import Path
 from typing import Any
 
 from search.cluster import prefer_loopback, quiet_ray
+from trainables import run_files
 
 quiet_ray()
 prefer_loopback()
@@ -185,7 +186,7 @@ class MemorySampler:
     """Samples the driver's RSS, Ray's system processes' RSS and the trials started, 1/s."""
 
     def __init__(self, run_dir: Path, interval_s: float = 1.0) -> None:
-        self.events = run_dir / M.DRIVER_DIR / M.EVENTS_FILE
+        self.events = run_dir / run_files.DRIVER_DIR / run_files.EVENTS_FILE
         self.interval_s = interval_s
         self.samples: list[dict[str, float]] = []
         self._stop = threading.Event()

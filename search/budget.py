@@ -24,6 +24,7 @@ import pyarrow.fs as pafs
 from search.cluster import TrialResources
 from search.cost_model import CostModel, Prediction
 from trainables import metrics as M
+from trainables import run_files
 from trainables.config import TrialConfig
 from trainables.cost import epoch_flops, evaluation_flops
 
@@ -67,7 +68,7 @@ def _recorded_elapsed(run_dir: str) -> float:
     """elapsed_s in the run's run.json; 0 when there is none yet (a new run)."""
     try:
         fs, root = pafs.FileSystem.from_uri(run_dir)
-        with fs.open_input_stream(f"{root.rstrip('/')}/{M.DRIVER_DIR}/{M.RUN_FILE}") as f:
+        with fs.open_input_stream(f"{root.rstrip('/')}/{run_files.DRIVER_DIR}/{run_files.RUN_FILE}") as f:
             value = json.loads(f.read().decode("utf-8")).get("elapsed_s", 0.0)
         return float(value) if isinstance(value, (int, float)) and value >= 0 else 0.0
     except (OSError, ValueError, AttributeError):  # missing, damaged, not an object

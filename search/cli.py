@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from search.cluster import prefer_loopback, quiet_ray
+from trainables import formats
 from trainables.config import ConfigError
 
 EXIT_USAGE = 2
@@ -145,7 +146,7 @@ def _train_config(a: argparse.Namespace) -> Any:
 def _epoch_line(row: dict[str, Any], epochs: int, eps: Sequence[float]) -> str:
     from trainables import metrics as M
 
-    robust = "  ".join(f"robust@{M.eps_label(e)} {100 * row[M.robust_acc_key(e)]:.1f}%"
+    robust = "  ".join(f"robust@{formats.eps_label(e)} {100 * row[M.robust_acc_key(e)]:.1f}%"
                        for e in eps)
     return (f"epoch {row[M.EPOCHS_DONE]:>3}/{epochs}  loss {row[M.TRAIN_LOSS]:.3f}  "
             f"train acc {100 * row[M.TRAIN_ACC]:.1f}%  val clean {100 * row[M.VAL_CLEAN_ACC]:.1f}%"

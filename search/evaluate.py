@@ -23,9 +23,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import hashlib
-import json
 import logging
-import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -34,11 +32,11 @@ from typing import Any
 import torch
 from torch import nn
 
-from analysis.load import EVALUATION_DIR, TRANSFER_FILE, Run, load_run, read_evaluation
+from analysis.load import Run, load_run, read_evaluation
 from analysis.pareto import front
 from models import count_parameters, wrn_name
-from trainables import metrics
-from trainables.checkpoint import BEST_FILE, load_best_model, load_file
+from trainables import metrics, run_files
+from trainables.checkpoint import load_best_model, load_file, save_atomic
 from trainables.config import DEVICES, ConfigError, DataConfig, TrialConfig, fail
 from trainables.data import DatasetSplits, load_dataset
 from trainables.engine import resolve_device
@@ -56,13 +54,13 @@ from trainables.evaluation import (
     fingerprint,
     transfer_matrix,
 )
+from trainables.formats import duration, percent
 
 logger = logging.getLogger(__name__)
 
 # Bump when the stored files change meaning. 2: checks are passed / failed / not run with a
 # verdict; PGD keeps the first adversarial iterate; robust needs the re-check to agree.
 FORMAT = 2
-ADV_DIR = "adv"
 Printer = Callable[[str], None]
 
 
@@ -137,8 +135,8 @@ def evaluate_run(
     dev = resolve_device(device)
     run = load_run(Path(run_dir))
     targets = _targets(run, trial_ids)
-    out = Path(run_dir) / EVALUATION_DIR
-    (out / ADV_DIR).mkdir(parents=True, exist_ok=True)
+    out = Path(run_dir) / run_files.EVALUATION_DIR
+    (out / run_files.ADV_DIR).mkdir(parents=True, exist_ok=True)
     base = replace(suite or SuiteConfig(), attacks=chosen, batch_size=batch_size)
     datasets: dict[DataConfig, DatasetSplits] = {}
     jobs = [_prepare(target, out, base, n, datasets) for target in targets]
@@ -186,7 +184,7 @@ def _targets(run: Run, trial_ids: Sequence[str] | None) -> list[_Target]:
         if checkpoint is None:
             if trial_ids:
                 raise fail("--trial", row["trial_id"], f"its folder {row['trial_dir']} holds no "
-                           f"checkpoint_*/{BEST_FILE}")
+                           f"checkpoint_*/{run_files.BEST_FILE}")
             logger.warning("front member %s has no checkpoint; skipped", row["trial_id"])
             continue
         search = {k: _plain(v) for k, v in row.items()
@@ -195,7 +193,7 @@ def _targets(run: Run, trial_ids: Sequence[str] | None) -> list[_Target]:
         targets.append(_Target(str(row["trial_id"]), str(row["trial_dir"]), checkpoint, search))
     if not targets:
         raise ConfigError(f"run directory: {str(run.run_dir)!r}: no front member has a "
-                          f"checkpoint_*/{BEST_FILE} to evaluate")
+                          f"checkpoint_*/{run_files.BEST_FILE} to evaluate")
     return targets
 
 
@@ -211,7 +209,7 @@ def _plain(value: Any) -> Any:
 def _best_checkpoint(trial_dir: Path) -> Path | None:
     """The latest checkpoint_* folder that holds best_model.pt (Ray numbers them in order)."""
     for folder in sorted(trial_dir.glob("checkpoint_*"), reverse=True):
-        if (folder / BEST_FILE).is_file():
+        if (folder / run_files.BEST_FILE).is_file():
             return folder
     return None
 
@@ -221,16 +219,16 @@ def _best_checkpoint(trial_dir: Path) -> Path | None:
 
 def _prepare(target: _Target, out: Path, base: SuiteConfig, n: int | None,
              datasets: dict[DataConfig, DatasetSplits]) -> _Job:
-    cfg = TrialConfig.from_dict(load_file(target.checkpoint / BEST_FILE)["config"])
+    cfg = TrialConfig.from_dict(load_file(target.checkpoint / run_files.BEST_FILE)["config"])
     tm = cfg.threat_model
     suite = replace(base, norm=tm.norm, epsilons=tm.epsilons, search_steps=tm.steps,
                     search_restarts=tm.restarts)
     split = _test_split(cfg.data, datasets)
     count = len(split.y) if n is None else min(n, len(split.y))
     record_path = out / f"{target.trial_id}.json"
-    wanted = fingerprint(suite, count, _sha256(target.checkpoint / BEST_FILE))
-    return _Job(target, cfg, suite, split, count, wanted, _read(record_path), record_path,
-                out / ADV_DIR / f"{target.trial_id}.pt")
+    wanted = fingerprint(suite, count, _sha256(target.checkpoint / run_files.BEST_FILE))
+    return _Job(target, cfg, suite, split, count, wanted, run_files.read_json_object(record_path),
+                record_path, out / run_files.ADV_DIR / f"{target.trial_id}.pt")
 
 
 def _sha256(path: Path) -> str:
@@ -254,7 +252,7 @@ def _estimate(job: _Job, later: Sequence[_Job]) -> Callable[[float, float], str]
         words = estimate_text(elapsed, left)
         if later:
             rest = (elapsed + left) * later_params / job.params
-            words += (f", about {metrics.duration_label(left + rest)} for all "
+            words += (f", about {duration(left + rest)} for all "
                       f"{len(later) + 1} models left")
         return words
 
@@ -270,7 +268,7 @@ def _evaluate_one(job: _Job, corruptions: bool, dev: torch.device, later: Sequen
         if corruptions and "corruptions" not in old:
             model, _ = load_best_model(target.checkpoint, dev)
             old["corruptions"] = _corruptions(model, split, count, job.adv_path, suite, dev)
-            _write_json(job.record_path, old)
+            run_files.write_json(job.record_path, old, indent=1, default=_plain)
         return old
     model, info = load_best_model(target.checkpoint, dev)
     x = split.x[:count].to(dev).float().div_(255)
@@ -281,13 +279,13 @@ def _evaluate_one(job: _Job, corruptions: bool, dev: torch.device, later: Sequen
         + ", ".join(suite.attacks))
     ev = evaluate_model(model, x, y, suite, num_classes=cfg.data.num_classes, progress=say,
                         eta_text=_estimate(job, later))
-    _save_atomic({"x_adv": ev.x_adv, "y": y.cpu(), "eps": suite.epsilons[0]}, job.adv_path)
+    save_atomic({"x_adv": ev.x_adv, "y": y.cpu(), "eps": suite.epsilons[0]}, job.adv_path)
     record = _record(target, cfg, info, suite, ev, count, len(split.y), dev, job.wanted)
     if corruptions:
         record["corruptions"] = destruction_rates(model, x, ev.x_adv.to(dev), y,
                                                   batch_size=suite.batch_size, seed=suite.seed)
-    _write_json(job.record_path, record)
-    say(f"done in {metrics.duration_label(ev.seconds)}: " + _verdict(record))
+    run_files.write_json(job.record_path, record, indent=1, default=_plain)
+    say(f"done in {duration(ev.seconds)}: " + _verdict(record))
     return record
 
 
@@ -317,7 +315,7 @@ def _record(target: _Target, cfg: TrialConfig, info: dict[str, Any], suite: Suit
         "trial_dir": target.trial_dir,
         "wrn": wrn_name(cfg.model.depth, cfg.model.width),
         "params": count_parameters(cfg.model.depth, cfg.model.width, cfg.data.num_classes),
-        "checkpoint": str(Path(target.trial_dir) / target.checkpoint.name / BEST_FILE),
+        "checkpoint": str(Path(target.trial_dir) / target.checkpoint.name / run_files.BEST_FILE),
         "best_epoch": info.get("epoch"),
         "split": "test",
         "dataset": cfg.data.dataset,
@@ -335,7 +333,7 @@ def _record(target: _Target, cfg: TrialConfig, info: dict[str, Any], suite: Suit
                    **target.search},
         "device": str(dev),
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "adversarial_examples": f"{ADV_DIR}/{target.trial_id}.pt",
+        "adversarial_examples": f"{run_files.ADV_DIR}/{target.trial_id}.pt",
         **ev.headline(),
         **ev.details(),
     }
@@ -382,7 +380,7 @@ def _write_transfer(out: Path, key: tuple[int, float, str], dev: torch.device, b
         "about": "matrix[i][j]: accuracy of model j on the worst-case adversarial test inputs "
                  "crafted on model i (white-box on the diagonal)",
     }
-    _write_json(out / TRANSFER_FILE, transfer)
+    run_files.write_json(out / run_files.TRANSFER_FILE, transfer, indent=1, default=_plain)
     return transfer
 
 
@@ -392,46 +390,25 @@ def _write_transfer(out: Path, key: tuple[int, float, str], dev: torch.device, b
 def _summary(records: list[dict[str, Any]], transfer: dict[str, Any] | None, out: Path) -> list[str]:
     lines = []
     for r in records:
-        parts = [f"clean {_pct(r['test_clean_acc'])}"]
+        parts = [f"clean {percent(r['test_clean_acc'])}"]
         for eps in r["epsilons"]:
             e = r["per_eps"][metrics.eps_key(eps)]
             val = r.get("search", {}).get(metrics.best_robust_acc_key(eps))
-            parts.append(f"{e['label']}: val {r['search']['attack']} {_pct(val)} | test "
+            parts.append(f"{e['label']}: val {r['search']['attack']} {percent(val)} | test "
                          f"{e['attacks']['search_pgd']['label']} "
-                         f"{_pct(e['attacks']['search_pgd']['acc'])}, strong {_pct(e['robust_acc'])}")
+                         f"{percent(e['attacks']['search_pgd']['acc'])}, strong {percent(e['robust_acc'])}")
         lines.append(f"{r['wrn']} ({r['trial_id']}): " + "; ".join(parts) + f"; {_verdict(r)}")
     if records and records[0].get("subset"):
         lines.append(f"evaluated the first {records[0]['n']} of {records[0]['n_total']} test "
                      "images only (--n): a subset")
     if transfer and len(transfer["trials"]) > 1:
         lines.append(f"transfer matrix over {len(transfer['trials'])} models at "
-                     f"{transfer['eps_label']}: {out / TRANSFER_FILE}")
+                     f"{transfer['eps_label']}: {out / run_files.TRANSFER_FILE}")
     lines.append(f"results in {out}; `wrn-search report {out.parent}` adds them to the report")
     return lines
 
 
-def _pct(value: Any) -> str:
-    return "—" if value is None else f"{100 * float(value):.1f}%"
 
 
-def _read(path: Path) -> dict[str, Any]:
-    try:
-        value = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    return value if isinstance(value, dict) else {}
 
-
-def _write_json(path: Path, value: dict[str, Any]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(value, indent=1, default=_plain), encoding="utf-8")
-    os.replace(tmp, path)
-
-
-def _save_atomic(obj: Any, path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
-
-
-__all__ = ["ADV_DIR", "FORMAT", "evaluate_run"]
+__all__ = ["FORMAT", "evaluate_run"]

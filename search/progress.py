@@ -15,66 +15,14 @@ from collections.abc import Callable
 from datetime import datetime, timezone
 from typing import Any
 
-import pyarrow.fs as pafs
 from ray import tune
 
 from search.budget import BudgetClock
+from trainables import formats, run_files
 from trainables import metrics as M
 
 log = logging.getLogger(__name__)
 
-RUN_FILE, EVENTS_FILE, SPEC_JSON, SPEC_TOML = M.RUN_FILE, M.EVENTS_FILE, M.SPEC_JSON, M.SPEC_TOML
-TERMINAL_STATES = ("finished", "budget_exhausted", "interrupted", "failed")
-
-
-class RunFiles:
-    """The driver's small text files in a run directory (local or remote), in DRIVER_DIR."""
-
-    def __init__(self, run_dir: str, folder: str = M.DRIVER_DIR) -> None:
-        self.run_dir = run_dir
-        self.fs, root = pafs.FileSystem.from_uri(run_dir)
-        self.base = f"{root.rstrip('/')}/{folder}" if folder else root
-
-    def path(self, name: str) -> str:
-        return f"{self.base.rstrip('/')}/{name}"
-
-    def exists(self, name: str) -> bool:
-        return self.fs.get_file_info(self.path(name)).type != pafs.FileType.NotFound
-
-    def read_text(self, name: str) -> str:
-        with self.fs.open_input_stream(self.path(name)) as f:
-            return f.read().decode("utf-8")
-
-    def write_text(self, name: str, text: str) -> None:
-        self.fs.create_dir(self.base, recursive=True)
-        tmp = self.path(name + ".tmp")
-        with self.fs.open_output_stream(tmp) as f:
-            f.write(text.encode("utf-8"))
-        self.fs.move(tmp, self.path(name))  # atomic on local and POSIX filesystems
-
-    def append_line(self, name: str, line: str) -> None:
-        """Append one line; object stores cannot append, so there the file is rewritten."""
-        self.fs.create_dir(self.base, recursive=True)
-        if isinstance(self.fs, pafs.LocalFileSystem):
-            with open(self.path(name), "a", encoding="utf-8") as f:
-                f.write(line + "\n")
-            return
-        old = self.read_text(name) if self.exists(name) else ""
-        self.write_text(name, old + line + "\n")
-
-    def read_json(self, name: str) -> dict[str, Any]:
-        """The file's object; {} when it is missing or damaged (the driver rewrites it)."""
-        if not self.exists(name):
-            return {}
-        try:
-            value = json.loads(self.read_text(name))
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            log.warning("%s/%s is damaged; starting it afresh", self.base, name)
-            return {}
-        return value if isinstance(value, dict) else {}
-
-    def write_json(self, name: str, obj: dict[str, Any]) -> None:
-        self.write_text(name, json.dumps(obj, indent=2, sort_keys=True) + "\n")
 
 
 def new_run_state(name: str, budget_s: float) -> dict[str, Any]:
@@ -103,7 +51,7 @@ class RunRecorder(tune.Callback):
         self._reset()
 
     def _reset(self) -> None:
-        self.files = RunFiles(self.run_dir)
+        self.files = run_files.RunFiles(self.run_dir)
         self.last_flush = 0.0
         self.last_line = ""
 
@@ -136,7 +84,7 @@ class RunRecorder(tune.Callback):
             "time": time.time(), "trial_id": trial.trial_id, "event": event,
             "epochs_done": last.get(M.EPOCHS_DONE), "error": error,
         })
-        self.files.append_line(EVENTS_FILE, line)
+        self.files.append_line(run_files.EVENTS_FILE, line)
 
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self._event(trial, "start")
@@ -149,9 +97,9 @@ class RunRecorder(tune.Callback):
 
     # ---------------------------------------------------------- budget, status
     def update_run_state(self, **changes: Any) -> None:
-        state = self.files.read_json(RUN_FILE)
+        state = self.files.read_json(run_files.RUN_FILE)
         state.update(elapsed_s=round(self.elapsed_s, 1), **changes)
-        self.files.write_json(RUN_FILE, state)
+        self.files.write_json(run_files.RUN_FILE, state)
 
     def on_step_end(self, iteration: int, trials: list, **info: Any) -> None:
         now = time.time()
@@ -212,7 +160,7 @@ def status_line(trials: list, elapsed_s: float, budget_s: float) -> str:
             else:
                 counts["stopped"] += 1
                 unfinished += seconds
-    span = M.duration_label
+    span = formats.duration
     return (f"budget {span(elapsed_s)} used, {span(budget_s - elapsed_s)} left | trials: "
             + ", ".join(f"{v} {k}" for k, v in counts.items())
             + f" | front: {front_size(points)}"

@@ -26,7 +26,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import numbers
 import pickle
 import random
 from collections.abc import Mapping, Sequence
@@ -40,16 +39,16 @@ from ray.tune.result import EXPR_RESULT_FILE
 from ray.tune.schedulers import AsyncHyperBandScheduler, FIFOScheduler, TrialScheduler
 
 from search.budget import BudgetClock, seconds_to_finish
-from search.progress import RunFiles
+from trainables import run_files
 from trainables.config import fail
 from trainables.metrics import (
     EPOCHS_DONE,
     PARAMS,
-    RUNGS_FILE,
     VAL_EXAMPLES,
     VAL_ROBUST_ACC,
     WALL_TIME_S,
 )
+from trainables.run_files import finite_number
 
 if TYPE_CHECKING:
     from ray.tune.execution.tune_controller import TuneController
@@ -64,13 +63,6 @@ DEFAULT_OBJECTIVES: tuple[tuple[str, str], ...] = ((VAL_ROBUST_ACC, "max"), (PAR
 # ---------------------------------------------------------------------------------------------
 # Small pure helpers: numbers, milestones, Pareto ranks
 
-
-def _number(value: Any) -> float | None:
-    """A finite real as float, else None (missing, NaN, inf, bool, string all mean 'no value')."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        return None
-    value = float(value)
-    return value if math.isfinite(value) else None
 
 
 def _milestones(
@@ -93,7 +85,7 @@ def _point(result: Mapping[str, Any], objectives: Sequence[tuple[str, str]]) -> 
     """The result in minimisation form; NaN marks an objective that is missing or not finite."""
     out = []
     for name, mode in objectives:
-        value = _number(result.get(name))
+        value = finite_number(result.get(name))
         if value is None:
             out.append(math.nan)
         else:
@@ -164,7 +156,7 @@ def _in_top_fraction(points: np.ndarray, index: int, reduction_factor: float) ->
 def noise_margin(accuracy: float | None, examples: Any, z: float) -> float:
     """z standard errors of the difference between two accuracies near `accuracy`, each
     measured on `examples` images (binomial, Agresti-Coull adjusted so it is never 0)."""
-    n = _number(examples)
+    n = finite_number(examples)
     if z <= 0 or accuracy is None or n is None or n < 1:
         return 0.0
     p = (accuracy * n + 2) / (n + 4)
@@ -198,12 +190,12 @@ class _Decisions:
     def _write(self, trial: Trial, result: Mapping[str, Any], **decision: Any) -> None:
         if self._run_dir is None:
             return
-        record = {"trial_id": trial.trial_id, EPOCHS_DONE: _number(result.get(EPOCHS_DONE)),
-                  WALL_TIME_S: _number(result.get(WALL_TIME_S)),
+        record = {"trial_id": trial.trial_id, EPOCHS_DONE: finite_number(result.get(EPOCHS_DONE)),
+                  WALL_TIME_S: finite_number(result.get(WALL_TIME_S)),
                   "budget_elapsed_s": round(self._clock.elapsed_s, 1) if self._clock else None,
                   **decision}
         try:
-            RunFiles(self._run_dir).append_line(RUNGS_FILE, json.dumps(record))
+            run_files.RunFiles(self._run_dir).append_line(run_files.RUNGS_FILE, json.dumps(record))
         except OSError as err:  # a decision record must never stop the search
             logger.warning("could not record a rung decision in %s: %s", self._run_dir, err)
 
@@ -225,11 +217,11 @@ class _Decisions:
 
 
 def _check_schedule(max_t: Any, grace_period: Any, reduction_factor: Any, brackets: Any) -> None:
-    if _number(grace_period) is None or grace_period <= 0:
+    if finite_number(grace_period) is None or grace_period <= 0:
         raise ValueError(f"grace_period must be a number > 0, but got {grace_period!r}")
-    if _number(reduction_factor) is None or reduction_factor <= 1:
+    if finite_number(reduction_factor) is None or reduction_factor <= 1:
         raise ValueError(f"reduction_factor must be a number > 1, but got {reduction_factor!r}")
-    if _number(max_t) is None or max_t < grace_period:
+    if finite_number(max_t) is None or max_t < grace_period:
         raise ValueError(
             f"max_t must be a number >= grace_period ({grace_period!r}), but got {max_t!r}"
         )
@@ -397,7 +389,7 @@ class MOASHAScheduler(_Decisions, FIFOScheduler):
     ) -> None:
         _check_schedule(max_t, grace_period, reduction_factor, brackets)
         checked = _check_objectives(objectives)
-        if _number(noise_z) is None or noise_z < 0:
+        if finite_number(noise_z) is None or noise_z < 0:
             raise ValueError(f"noise_z must be a number >= 0, but got {noise_z!r}")
         super().__init__()
         self._noise_z = float(noise_z)
@@ -440,7 +432,7 @@ class MOASHAScheduler(_Decisions, FIFOScheduler):
     def on_trial_result(
         self, tune_controller: TuneController | None, trial: Trial, result: dict
     ) -> str:
-        time = _number(result.get(self._time_attr))
+        time = finite_number(result.get(self._time_attr))
         if time is None:
             return TrialScheduler.CONTINUE
         if time >= self._max_t:
@@ -453,12 +445,12 @@ class MOASHAScheduler(_Decisions, FIFOScheduler):
         if rung is None:
             return TrialScheduler.CONTINUE
         point = _point(result, self._objectives)
-        accuracy = _number(result.get(self._objectives[0][0]))
+        accuracy = finite_number(result.get(self._objectives[0][0]))
         margin = noise_margin(accuracy, result.get(self._examples_attr), self._noise_z)
         decision, within_noise = bracket.judge(rung, trial.trial_id, point, margin)
         self._write(trial, result, milestone=rung.milestone, decision=decision,
                     reason="within-noise" if within_noise else "rank", margin=round(margin, 4),
-                    objectives={name: _number(result.get(name)) for name, _ in self._objectives},
+                    objectives={name: finite_number(result.get(name)) for name, _ in self._objectives},
                     recorded=len(rung.points))
         if decision == TrialScheduler.STOP:
             self._num_stopped += 1
@@ -470,7 +462,7 @@ class MOASHAScheduler(_Decisions, FIFOScheduler):
     ) -> None:
         """Record a final result that crossed a rung without being judged there, so later
         trials are compared with it; the trial itself is done, so no decision is counted."""
-        time = _number((result or {}).get(self._time_attr))
+        time = finite_number((result or {}).get(self._time_attr))
         if time is not None and trial.trial_id in self._trial_bracket:
             rung = self._bracket_of(trial.trial_id).rung_for(trial.trial_id, time)
             if rung is not None:
@@ -541,7 +533,7 @@ class MOASHAScheduler(_Decisions, FIFOScheduler):
         rows = _result_history(trial)
         bracket = self._bracket_of(trial.trial_id)
         for index, row in enumerate(rows):
-            time = _number(row.get(self._time_attr))
+            time = finite_number(row.get(self._time_attr))
             if time is None or time >= self._max_t:
                 continue
             rung = bracket.rung_for(trial.trial_id, time)
@@ -585,7 +577,7 @@ class RecordingASHAScheduler(_Decisions, AsyncHyperBandScheduler):
         _check_schedule(max_t, grace_period, reduction_factor, brackets)
         if mode not in _MODES:
             raise ValueError(f"mode must be 'max' or 'min', but got {mode!r}")
-        if _number(noise_z) is None or noise_z < 0:
+        if finite_number(noise_z) is None or noise_z < 0:
             raise ValueError(f"noise_z must be a number >= 0, but got {noise_z!r}")
         self._noise_z = float(noise_z)
         self._examples_attr = examples_attr
@@ -622,12 +614,12 @@ class RecordingASHAScheduler(_Decisions, AsyncHyperBandScheduler):
     def on_trial_result(
         self, tune_controller: TuneController | None, trial: Trial, result: dict
     ) -> str:
-        time = _number(result.get(self._time_attr))
+        time = finite_number(result.get(self._time_attr))
         if time is None:
             return TrialScheduler.CONTINUE
         if time >= self._max_t:
             return TrialScheduler.STOP
-        value = _number(result.get(self._metric))
+        value = finite_number(result.get(self._metric))
         if value is None:
             return TrialScheduler.CONTINUE
         if self._budget_stop(trial, result, time) is not None:
@@ -654,7 +646,7 @@ class RecordingASHAScheduler(_Decisions, AsyncHyperBandScheduler):
         counts[2] += within_noise
         self._write(trial, result, milestone=key[1], decision=decision,
                     reason="within-noise" if within_noise else "rank", margin=round(margin, 4),
-                    objectives={self._metric: value, PARAMS: _number(result.get(PARAMS))},
+                    objectives={self._metric: value, PARAMS: finite_number(result.get(PARAMS))},
                     cutoff=None if cutoff is None else float(self._metric_op * cutoff))
         return decision
 
@@ -665,8 +657,8 @@ class RecordingASHAScheduler(_Decisions, AsyncHyperBandScheduler):
         if trial.trial_id not in self._trial_info:
             return
         if (
-            _number(result.get(self._metric)) is None
-            or _number(result.get(self._time_attr)) is None
+            finite_number(result.get(self._metric)) is None
+            or finite_number(result.get(self._time_attr)) is None
         ):
             del self._trial_info[trial.trial_id]
             return
@@ -709,8 +701,8 @@ class RecordingASHAScheduler(_Decisions, AsyncHyperBandScheduler):
         """Rebuild a restored trial's recorded values the way Ray's bracket records them."""
         rows = _result_history(trial)
         for index, row in enumerate(rows):
-            time = _number(row.get(self._time_attr))
-            value = _number(row.get(self._metric))
+            time = finite_number(row.get(self._time_attr))
+            value = finite_number(row.get(self._metric))
             if time is None or value is None or time >= self._max_t:
                 continue
             key = self._deciding_rung(trial.trial_id, time)
@@ -732,11 +724,11 @@ class RecordingASHAScheduler(_Decisions, AsyncHyperBandScheduler):
 
 def _check_spec(max_t: Any, grace_period: Any, reduction_factor: Any) -> None:
     """The schedule checks, in the spec's own field names (max_t is the training epochs)."""
-    if _number(grace_period) is None or grace_period <= 0:
+    if finite_number(grace_period) is None or grace_period <= 0:
         raise fail("scheduler.grace_period", grace_period, "must be a number of epochs > 0")
-    if _number(reduction_factor) is None or reduction_factor <= 1:
+    if finite_number(reduction_factor) is None or reduction_factor <= 1:
         raise fail("scheduler.reduction_factor", reduction_factor, "must be a number > 1")
-    if _number(max_t) is None or max_t < grace_period:
+    if finite_number(max_t) is None or max_t < grace_period:
         raise fail(
             "scheduler.grace_period", grace_period, f"must be <= the training epochs ({max_t!r})"
         )
@@ -794,7 +786,7 @@ class _FinishableFIFO(_Decisions, FIFOScheduler):
     def on_trial_result(
         self, tune_controller: TuneController | None, trial: Trial, result: dict
     ) -> str:
-        time = _number(result.get(EPOCHS_DONE))
+        time = finite_number(result.get(EPOCHS_DONE))
         if time is not None and self._budget_stop(trial, result, time) is not None:
             return TrialScheduler.STOP
         return TrialScheduler.CONTINUE

@@ -20,26 +20,17 @@ from ray import tune
 from search.budget import BudgetClock, BudgetGate
 from search.cluster import TrialResources, check_resources, local_gpu_memory, start_ray
 from search.cost_model import GPU_PRIOR_FLOPS_PER_S, CostModel, measure_cpu_flops_per_s
-from search.progress import (
-    RUN_FILE,
-    SPEC_JSON,
-    SPEC_TOML,
-    RunFiles,
-    RunRecorder,
-    new_run_state,
-)
+from search.progress import RunRecorder, new_run_state
 from search.proposer import Space
 from search.schedulers import build_scheduler, milestones
 from search.searchers import FidelityAwareOptunaSearch, build_searcher, num_trials, space_exhausted
 from search.spec import ExperimentSpec
 from trainables import metrics as M
 from trainables.config import ConfigError
+from trainables.run_files import DRIVER_DIR, RUN_FILE, SPEC_JSON, SPEC_TOML, TUNER_FILE, RunFiles
 from trainables.trainable import CHECKPOINT_INTERVAL, REPORT_EPOCHS, train_wrn
 
 log = logging.getLogger(__name__)
-
-TUNER_FILE = "tuner.pkl"
-
 
 @dataclass(frozen=True)
 class Outcome:
@@ -273,7 +264,7 @@ def load_run_spec(run_dir: str) -> ExperimentSpec:
     try:
         raw = json.loads(files.read_text(SPEC_JSON))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"RUN_DIR: {run_dir!r} is not allowed; its {M.DRIVER_DIR}/{SPEC_JSON} "
+        raise ConfigError(f"RUN_DIR: {run_dir!r} is not allowed; its {DRIVER_DIR}/{SPEC_JSON} "
                           f"is damaged ({exc})") from None
     return ExperimentSpec.from_dict(raw)
 

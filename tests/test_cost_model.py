@@ -15,6 +15,7 @@ from search.budget import BudgetClock, BudgetGate, seconds_to_finish
 from search.cluster import TrialResources
 from search.cost_model import MIN_SPREAD, PRIOR_SPREAD, CostModel, measure_cpu_flops_per_s
 from trainables import metrics as M
+from trainables import run_files
 from trainables.config import TrialConfig
 from trainables.cost import epoch_flops, evaluation_flops, split_sizes, train_flops_per_image
 from trainables.data import load_dataset
@@ -148,14 +149,14 @@ def test_a_running_trials_own_estimate_of_what_it_still_needs() -> None:
 
 
 def test_the_budget_clock_continues_from_run_json(tmp_path) -> None:
-    (tmp_path / M.DRIVER_DIR).mkdir()
-    (tmp_path / M.DRIVER_DIR / M.RUN_FILE).write_text('{"elapsed_s": 120.0}')
+    (tmp_path / run_files.DRIVER_DIR).mkdir()
+    (tmp_path / run_files.DRIVER_DIR / run_files.RUN_FILE).write_text('{"elapsed_s": 120.0}')
     clock = BudgetClock(str(tmp_path), 600.0)
     assert 120.0 <= clock.elapsed_s < 125.0 and 475.0 < clock.remaining_s <= 480.0
-    (tmp_path / M.DRIVER_DIR / M.RUN_FILE).write_text('{"elapsed_s": "abc"}')  # damaged
+    (tmp_path / run_files.DRIVER_DIR / run_files.RUN_FILE).write_text('{"elapsed_s": "abc"}')  # damaged
     assert BudgetClock(str(tmp_path), 600.0).elapsed_s < 5.0
     import pickle
 
-    (tmp_path / M.DRIVER_DIR / M.RUN_FILE).write_text('{"elapsed_s": 300.0}')
+    (tmp_path / run_files.DRIVER_DIR / run_files.RUN_FILE).write_text('{"elapsed_s": 300.0}')
     again = pickle.loads(pickle.dumps(clock))  # a resumed search re-reads what was recorded
     assert 300.0 <= again.elapsed_s < 305.0

@@ -27,6 +27,7 @@ from analysis.pareto import front
 from search.cli import main
 from search.evaluate import evaluate_run
 from trainables import metrics as M
+from trainables import run_files
 from trainables.checkpoint import save_checkpoint
 from trainables.config import ConfigError, TrialConfig
 from trainables.data import load_dataset
@@ -378,12 +379,12 @@ def run_dir(tmp_path_factory: pytest.TempPathFactory,
             robust_trial: tuple[Trainer, list]) -> Path:
     """A finished run as `wrn-search run` leaves it: two full-fidelity trials, one stopped."""
     run = tmp_path_factory.mktemp("evalrun") / "demo"
-    driver = run / M.DRIVER_DIR
+    driver = run / run_files.DRIVER_DIR
     driver.mkdir(parents=True)
     tm = {"norm": "linf", "epsilons": [EPS, 2 / 255], "steps": 2, "restarts": 1}
-    (driver / M.SPEC_JSON).write_text(json.dumps({"name": "demo", "threat_model": tm,
+    (driver / run_files.SPEC_JSON).write_text(json.dumps({"name": "demo", "threat_model": tm,
                                                   "data": {"dataset": "cifar10-sample"}}))
-    (driver / M.RUN_FILE).write_text(json.dumps({"name": "demo", "state": "finished"}))
+    (driver / run_files.RUN_FILE).write_text(json.dumps({"name": "demo", "state": "finished"}))
     _write_trial(run, "aaaa0001", *robust_trial)
     wide = _trainer(1, model={"width": 2}, training={"method": "clean", "epochs": 1},
                     threat_model={"epsilons": ["4/255", "2/255"], "steps": 2})

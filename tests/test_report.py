@@ -17,7 +17,7 @@ import pytest
 from analysis import fronts, hypervolume_2d, load_run, write_report
 from analysis.spend import cost_error, spend_table, unfinished_spend
 from models import count_parameters, wrn_name
-from trainables import metrics
+from trainables import formats, metrics, run_files
 from trainables.config import ConfigError
 
 EPS = (8 / 255, 4 / 255)
@@ -111,9 +111,9 @@ GARBAGE = "train_wrn_t_u_7_depth=10,width=4"
 def make_run(root: Path, *, state: str = "finished", events: bool = True) -> Path:
     """A run directory as `wrn-search run` writes it, with every kind of trial in it."""
     run = root / "demo"
-    (run / metrics.DRIVER_DIR).mkdir(parents=True)
-    (run / metrics.DRIVER_DIR / metrics.SPEC_JSON).write_text(json.dumps(_spec("demo")))
-    (run / metrics.DRIVER_DIR / metrics.RUN_FILE).write_text(json.dumps({
+    (run / run_files.DRIVER_DIR).mkdir(parents=True)
+    (run / run_files.DRIVER_DIR / run_files.SPEC_JSON).write_text(json.dumps(_spec("demo")))
+    (run / run_files.DRIVER_DIR / run_files.RUN_FILE).write_text(json.dumps({
         "name": "demo", "created": "2026-11-23T13:00:00+00:00", "budget_s": 3600.0,
         "elapsed_s": 1500.0, "state": state, "resumes": 0, "ray_version": "2.60.0",
         "optuna_version": "5.0.0"}))
@@ -150,7 +150,7 @@ def make_run(root: Path, *, state: str = "finished", events: bool = True) -> Pat
     if events:
         log.sort(key=lambda e: e["time"])
         lines = "".join(json.dumps(e) + "\n" for e in log)
-        (run / metrics.DRIVER_DIR / metrics.EVENTS_FILE).write_text(lines)
+        (run / run_files.DRIVER_DIR / run_files.EVENTS_FILE).write_text(lines)
     return run
 
 
@@ -190,7 +190,7 @@ def test_load_run_without_events_infers_status(tmp_path: Path) -> None:
     assert status["t_x"] == "error"
     trials = load_run(run_dir).trials.set_index("trial_id")
     assert trials.loc["t_x", "error"].startswith("torch.OutOfMemoryError: CUDA out of memory")
-    (run_dir / metrics.DRIVER_DIR / metrics.RUN_FILE).write_text(json.dumps({"state": "running"}))
+    (run_dir / run_files.DRIVER_DIR / run_files.RUN_FILE).write_text(json.dumps({"state": "running"}))
     assert _status(run_dir)["t_run"] == "running"
 
 
@@ -291,7 +291,7 @@ def test_report_html_is_self_contained(tmp_path: Path) -> None:
 
 def _decisions(run_dir: Path, rows: list[dict[str, Any]]) -> None:
     text = "".join(json.dumps(r) + "\n" for r in rows)
-    (run_dir / metrics.DRIVER_DIR / metrics.RUNGS_FILE).write_text(text)
+    (run_dir / run_files.DRIVER_DIR / run_files.RUNGS_FILE).write_text(text)
 
 
 def test_partial_banner_and_the_schedulers_recorded_decisions(tmp_path: Path) -> None:
@@ -305,8 +305,8 @@ def test_partial_banner_and_the_schedulers_recorded_decisions(tmp_path: Path) ->
          "needed_s": 900.0, "remaining_s": 100.0},
         "not json",
     ])
-    (run_dir / metrics.DRIVER_DIR / metrics.RUNGS_FILE).write_text(
-        (run_dir / metrics.DRIVER_DIR / metrics.RUNGS_FILE).read_text().replace(
+    (run_dir / run_files.DRIVER_DIR / run_files.RUNGS_FILE).write_text(
+        (run_dir / run_files.DRIVER_DIR / run_files.RUNGS_FILE).read_text().replace(
             '"not json"', '{"half'))
     write_report(run_dir, formats=("html", "md"))
     page = (run_dir / "report" / "report.html").read_text()
@@ -316,7 +316,7 @@ def test_partial_banner_and_the_schedulers_recorded_decisions(tmp_path: Path) ->
     assert "| 1 | 3 | 1 | 2 | 1 |" in md, md
     assert "| 3 | 1 | 1 | 0 | 0 |" in md, md
     assert "| could not finish (budget) | 1 | 1 | 0 | 0 |" in md, md
-    (run_dir / metrics.DRIVER_DIR / metrics.RUN_FILE).unlink()
+    (run_dir / run_files.DRIVER_DIR / run_files.RUN_FILE).unlink()
     page = Path(write_report(run_dir, formats=("html",))[0]).read_text()
     assert "PARTIAL RUN (state: unknown" in page
 
@@ -420,7 +420,7 @@ def _evaluation_record(trial_id: str, depth: int, width: int, strong: float, *,
                    "fgsm": {"label": "FGSM", "acc": strong + 0.25, "seconds": 0.1},
                    "pgd": {"label": "PGD-50x5", "acc": strong + 0.01, "seconds": 9.0},
                    "autoattack": {"label": "AutoAttack", "acc": strong, "seconds": 30.0}}
-        per_eps[key] = {"eps": eps, "label": metrics.eps_label(eps), "robust_acc": strong,
+        per_eps[key] = {"eps": eps, "label": formats.eps_label(eps), "robust_acc": strong,
                         "attacks": attacks, "autoattack_steps": {}, "square_gain": 0.0}
     checks = [
         {"name": "near_zero_at_large_eps", "title": "Accuracy falls to about 0% at a large epsilon",

@@ -32,15 +32,14 @@ from search.schedulers import (
 )
 from trainables.config import ConfigError
 from trainables.metrics import (
-    DRIVER_DIR,
     EPOCHS_DONE,
     MAX_EPOCHS,
     PARAMS,
-    RUNGS_FILE,
     VAL_EXAMPLES,
     VAL_ROBUST_ACC,
     WALL_TIME_S,
 )
+from trainables.run_files import DRIVER_DIR, RUNGS_FILE
 
 CONTINUE, STOP = TrialScheduler.CONTINUE, TrialScheduler.STOP
 

@@ -27,6 +27,7 @@ from search.searchers import DefineByRunSpace
 from search.spec import ExperimentSpec
 from search.tuner import run_search
 from trainables import metrics as M
+from trainables import run_files
 from trainables.engine import Trainer
 from trainables.trainable import train_wrn
 
@@ -88,7 +89,7 @@ def _results(run_dir: Path) -> dict[str, list[dict]]:
 
 
 def _events(run_dir: Path) -> list[dict]:
-    path = run_dir / M.DRIVER_DIR / M.EVENTS_FILE
+    path = run_dir / run_files.DRIVER_DIR / run_files.EVENTS_FILE
     return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
 
 
@@ -98,7 +99,7 @@ def test_search_records_every_trial_and_survives_a_diverging_one(tmp_path: Path,
     outcome = run_search(spec, trainable=nan_for_wide_two_step)
     run_dir = tmp_path / "tiny"
     assert outcome.state == "finished" and outcome.trials == 4 and outcome.errored == 1
-    state = json.loads((run_dir / M.DRIVER_DIR / M.RUN_FILE).read_text())
+    state = json.loads((run_dir / run_files.DRIVER_DIR / run_files.RUN_FILE).read_text())
     assert state["state"] == "finished" and state["elapsed_s"] < spec.budget.time
 
     results = _results(run_dir)
@@ -232,7 +233,7 @@ def test_killed_driver_then_resume_finishes_without_rerunning(tmp_path: Path) ->
         except (psutil.NoSuchProcess, ProcessLookupError):
             pass
     driver.wait(timeout=30)
-    assert json.loads((run_dir / M.DRIVER_DIR / M.RUN_FILE).read_text())["state"] == "running"
+    assert json.loads((run_dir / run_files.DRIVER_DIR / run_files.RUN_FILE).read_text())["state"] == "running"
 
     resumed = subprocess.run([sys.executable, "-m", "search.cli", "resume", str(run_dir), "--no-report"],
                              cwd=tmp_path, env=env, capture_output=True, text=True, timeout=400)
@@ -245,7 +246,7 @@ def test_killed_driver_then_resume_finishes_without_rerunning(tmp_path: Path) ->
     for name, rows in before.items():  # finished trials: untouched, not rerun
         if rows and rows[-1]["trial_id"] in finished_before:
             assert after[name] == rows
-    state = json.loads((run_dir / M.DRIVER_DIR / M.RUN_FILE).read_text())
+    state = json.loads((run_dir / run_files.DRIVER_DIR / run_files.RUN_FILE).read_text())
     assert state["state"] == "finished" and state["resumes"] == 1
 
 

@@ -20,14 +20,13 @@ from typing import Any
 import torch
 
 from models import WideResNet
+from trainables import run_files
 from trainables.config import TrialConfig
 from trainables.engine import Trainer
 
-STATE_FILE = "state.pt"
-BEST_FILE = "best_model.pt"
 
-
-def _save_atomic(obj: Any, path: Path) -> None:
+def save_atomic(obj: Any, path: Path) -> None:
+    """torch.save into `path` in one step (a temporary file, then a rename)."""
     tmp = path.with_name(path.name + ".tmp")
     torch.save(obj, tmp)
     os.replace(tmp, path)
@@ -40,27 +39,27 @@ def load_file(path: Path) -> dict[str, Any]:
 def save_checkpoint(trainer: Trainer, directory: Path) -> None:
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    _save_atomic(trainer.state_dict(), directory / STATE_FILE)
+    save_atomic(trainer.state_dict(), directory / run_files.STATE_FILE)
     if trainer.best_state is not None:
-        _save_atomic(
+        save_atomic(
             {"config": trainer.cfg.to_dict(), "epoch": trainer.best["best_epoch"],
              "metrics": dict(trainer.best), "model": trainer.best_state},
-            directory / BEST_FILE,
+            directory / run_files.BEST_FILE,
         )
 
 
 def restore_checkpoint(trainer: Trainer, directory: Path) -> None:
     """Continue `trainer` from a checkpoint directory written by `save_checkpoint`."""
     directory = Path(directory)
-    trainer.load_state_dict(load_file(directory / STATE_FILE))
-    best = directory / BEST_FILE
+    trainer.load_state_dict(load_file(directory / run_files.STATE_FILE))
+    best = directory / run_files.BEST_FILE
     if best.exists():
         trainer.best_state = load_file(best)["model"]
 
 
 def load_best_model(directory: Path, device: str | torch.device = "cpu") -> tuple[WideResNet, dict[str, Any]]:
     """The best-validation-robust model of a checkpoint, in eval mode, and its metrics."""
-    blob = load_file(Path(directory) / BEST_FILE)
+    blob = load_file(Path(directory) / run_files.BEST_FILE)
     cfg = TrialConfig.from_dict(blob["config"])
     model = WideResNet(cfg.model.depth, cfg.model.width, cfg.data.num_classes,
                        dropout=cfg.model.dropout)

@@ -20,6 +20,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from models import WideResNet, count_parameters, wrn_name
+from trainables import formats
 from trainables import metrics as M
 from trainables.attacks import FGSM, FGSMRS, L2PGD, PGD, Attack, predict, robust_correct
 from trainables.config import ConfigError, TrainingConfig, TrialConfig
@@ -201,7 +202,7 @@ class Trainer:
             raise TrainingDiverged(
                 f"training loss became {mean_loss} in epoch {self.epoch + 1} "
                 f"({wrn_name(self.cfg.model.depth, self.cfg.model.width)}, method "
-                f"{tcfg.method}, eps {M.eps_label(tcfg.eps)}, lr {tcfg.lr:g}); lower the "
+                f"{tcfg.method}, eps {formats.eps_label(tcfg.eps)}, lr {tcfg.lr:g}); lower the "
                 f"learning rate or the epsilon"
             )
         return {

@@ -44,6 +44,22 @@ from torch import Tensor, nn
 from trainables import metrics
 from trainables.attacks import FGSM, L2PGD, PGD, attack_mode, exact_float32, predict
 from trainables.config import NORMS, ConfigError, fail
+from trainables.formats import duration, eps_text, percent
+from trainables.metrics import (
+    AUTOATTACK_KEY,
+    FGSM_KEY,
+    HEADLINE_ATTACKS,
+    PGD_2RESTARTS_KEY,
+    PGD_2STEPS_KEY,
+    PGD_KEY,
+    SEARCH_PGD_KEY,
+    TEST_CHECKS,
+    TEST_CLEAN_ACC,
+    TEST_MASKING_SUSPECTED,
+    TEST_N,
+    attack_acc_key,
+    strong_acc_key,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -57,37 +73,6 @@ _AUTOATTACK_TESTED_MINOR = (0, 2)
 LINF_CURVE = tuple(k / 255 for k in (0, 1, 2, 4, 8, 16, 32, 64, 128))  # 128/255 > 0.5: chance
 L2_CURVE_FACTORS = (0.0, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0)  # times the first eval eps
 
-# Keys of one attack's result inside an epsilon's results (and in the stored JSON).
-FGSM_KEY = "fgsm"
-SEARCH_PGD_KEY = "search_pgd"
-PGD_KEY = "pgd"
-PGD_2STEPS_KEY = "pgd_2x_steps"
-PGD_2RESTARTS_KEY = "pgd_2x_restarts"
-AUTOATTACK_KEY = "autoattack"
-HEADLINE_ATTACKS = (FGSM_KEY, SEARCH_PGD_KEY, PGD_KEY, AUTOATTACK_KEY)  # also in the trials table
-
-# Headline numbers, merged into the trials table by analysis.load (prefix "test_").
-TEST_CLEAN_ACC = "test_clean_acc"
-TEST_N = "test_n"
-TEST_CHECKS = "test_checks"  # the checks' verdict: "passed", "failed" or "incomplete"
-TEST_MASKING_SUSPECTED = "test_gradient_masking_suspected"
-_TEST_ROBUST = "test_robust_acc_eps_"  # strong: per-example minimum over all attacks
-_TEST_ATTACK = "test_{}_acc_eps_"  # one attack alone
-
-
-def strong_acc_key(eps: float) -> str:
-    """The test-split strong robust accuracy at one epsilon (minimum over all attacks)."""
-    return f"{_TEST_ROBUST}{metrics.eps_key(eps)}"
-
-
-def eps_text(eps: float, norm: str) -> str:
-    """An epsilon for humans: '8/255' for L-inf pixel steps, the plain number for L2."""
-    return metrics.eps_label(eps) if norm == "linf" else f"{eps:g}"
-
-
-def attack_acc_key(attack: str, eps: float) -> str:
-    """The test-split robust accuracy under one attack alone (e.g. 'pgd', 'search_pgd')."""
-    return f"{_TEST_ATTACK.format(attack)}{metrics.eps_key(eps)}"
 
 
 # ------------------------------------------------------------------------- configuration
@@ -593,7 +578,7 @@ def _stages(cfg: SuiteConfig) -> list[str]:
 
 def estimate_text(elapsed: float, left: float) -> str:
     """The default wording of the running estimate (`evaluate_model`'s `eta_text`)."""
-    return f"about {metrics.duration_label(left)} left for this model"
+    return f"about {duration(left)} left for this model"
 
 
 class _Clock:
@@ -719,10 +704,6 @@ def noise(n: int, p: float) -> float:
     return 2 * math.sqrt(p * (1 - p) / max(n, 1)) + 1 / max(n, 1)
 
 
-def _pct(value: float) -> str:
-    return f"{100 * value:.1f}%"
-
-
 def _check_near_zero(ev: ModelEvaluation, cfg: SuiteConfig) -> Check:
     name, title = "near_zero_at_large_eps", "Accuracy falls to about 0% at a large epsilon"
     eps, acc = ev.curve[-1]
@@ -733,8 +714,8 @@ def _check_near_zero(ev: ModelEvaluation, cfg: SuiteConfig) -> Check:
         return Check(name, title, None, f"not run: the curve stops at {eps_text(eps, ev.norm)}, "
                      f"below {eps_text(large, ev.norm)}", masking=True, values=values)
     return Check(name, title, acc <= allowed + 1e-9,
-                 f"{ev.curve_attack} at eps {eps_text(eps, ev.norm)}: {_pct(acc)} (allowed up to "
-                 f"{_pct(allowed)}; chance is {_pct(1 / ev.num_classes)}, a working untargeted "
+                 f"{ev.curve_attack} at eps {eps_text(eps, ev.norm)}: {percent(acc)} (allowed up to "
+                 f"{percent(allowed)}; chance is {percent(1 / ev.num_classes)}, a working untargeted "
                  "attack fools about every image)", masking=True, values=values)
 
 
@@ -743,10 +724,10 @@ def _check_monotone(ev: ModelEvaluation) -> Check:
     worst = max(rises, key=lambda r: r[2] - r[1], default=None)
     rise = max(0.0, worst[2] - worst[1]) if worst else 0.0
     tol = noise(ev.n, max((a for _, a in ev.curve), default=0.0))
-    where = f" (largest rise {_pct(rise)} at eps {eps_text(worst[0], ev.norm)})" if rise > 0 else ""
+    where = f" (largest rise {percent(rise)} at eps {eps_text(worst[0], ev.norm)})" if rise > 0 else ""
     return Check("monotone_in_eps", "Accuracy is non-increasing in epsilon", rise <= tol,
                  f"{ev.curve_attack} curve over {len(ev.curve)} epsilons{where}; tolerance "
-                 f"{_pct(tol)}", masking=False, values={"largest_rise": rise, "tolerance": tol})
+                 f"{percent(tol)}", masking=False, values={"largest_rise": rise, "tolerance": tol})
 
 
 _ITERATIVE = (SEARCH_PGD_KEY, PGD_KEY, PGD_2STEPS_KEY, PGD_2RESTARTS_KEY)  # gradient-based
@@ -757,8 +738,8 @@ def _check_single_step(ev: ModelEvaluation) -> Check:
     for r in ev.per_eps:
         single = r.attacks[FGSM_KEY].acc
         iterative = min(o.acc for k, o in r.attacks.items() if k in _ITERATIVE)
-        parts.append(f"{eps_text(r.eps, ev.norm)}: single-step {_pct(single)}, "
-                     f"iterative {_pct(iterative)}")
+        parts.append(f"{eps_text(r.eps, ev.norm)}: single-step {percent(single)}, "
+                     f"iterative {percent(iterative)}")
         tol = noise(ev.n, max(single, iterative))
         worst_gap = max(worst_gap, iterative - single - tol)
     return Check("iterative_beats_single_step", "Iterative attacks beat single-step ones",
@@ -779,10 +760,10 @@ def _check_converged(ev: ModelEvaluation) -> Check:
         tol = noise(ev.n, max(base.acc, other.acc))
         ok &= abs(other.acc - base.acc) <= tol
         values[key] = other.acc
-        parts.append(f"{other.label} {_pct(other.acc)}")
+        parts.append(f"{other.label} {percent(other.acc)}")
     return Check("converged", "Doubling steps or restarts changes nothing beyond noise", ok,
-                 f"at {eps_text(first.eps, ev.norm)}: {base.label} {_pct(base.acc)} vs "
-                 + ", ".join(parts) + f" (tolerance {_pct(noise(ev.n, base.acc))})",
+                 f"at {eps_text(first.eps, ev.norm)}: {base.label} {percent(base.acc)} vs "
+                 + ", ".join(parts) + f" (tolerance {percent(noise(ev.n, base.acc))})",
                  masking=False, values=values)
 
 
@@ -799,9 +780,9 @@ def _check_gap(ev: ModelEvaluation, threshold: float) -> Check:
     label = ev.per_eps[0].attacks[SEARCH_PGD_KEY].label
     limit = threshold + 1 / ev.n
     return Check("search_gap", title, gap <= limit + 1e-9,
-                 f"largest gap {_pct(gap)} at {eps_text(eps, ev.norm)} between {label} and the "
-                 f"strong minimum on the same images (flagged above {_pct(limit)}: "
-                 f"{_pct(threshold)} plus one image; honest PGD-to-AutoAttack gaps are 3-6 points)",
+                 f"largest gap {percent(gap)} at {eps_text(eps, ev.norm)} between {label} and the "
+                 f"strong minimum on the same images (flagged above {percent(limit)}: "
+                 f"{percent(threshold)} plus one image; honest PGD-to-AutoAttack gaps are 3-6 points)",
                  masking=True, values={"gap": gap, "eps": eps, "threshold": threshold,
                                        "limit": limit})
 
@@ -815,8 +796,8 @@ def _check_square(ev: ModelEvaluation) -> Check:
     eps, gain = max(gains, key=lambda g: g[1])
     limit = max(0.002, 1 / ev.n)  # AutoAttack flags Square gains above 0.2%
     return Check("gradient_free_agrees", title, gain <= limit + 1e-9,
-                 f"Square alone fooled {_pct(gain)} of the examples that every gradient attack "
-                 f"missed, at {eps_text(eps, ev.norm)} (flagged above {_pct(limit)})",
+                 f"Square alone fooled {percent(gain)} of the examples that every gradient attack "
+                 f"missed, at {eps_text(eps, ev.norm)} (flagged above {percent(limit)})",
                  masking=True, values={"gain": gain, "eps": eps, "limit": limit})
 
 
@@ -826,7 +807,7 @@ def _check_gradients(ev: ModelEvaluation) -> Check:
         return Check("nonzero_gradients", "Input gradients are non-zero", None,
                      "not run: no clean-correct image to take a gradient at", masking=True)
     return Check("nonzero_gradients", "Input gradients are non-zero", frac == 0,
-                 f"{_pct(frac)} of the examples have an exactly zero input gradient of the "
+                 f"{percent(frac)} of the examples have an exactly zero input gradient of the "
                  "margin loss", masking=True, values={"zero_fraction": frac})
 
 

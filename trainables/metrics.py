@@ -1,12 +1,16 @@
-"""Names of the metrics a trial reports: one spelling, shared by every reader.
+"""Every metric key, one spelling shared by every writer and reader, and nothing else.
 
-`trainables` writes these keys into every result; `search` (schedulers, searchers,
-the live status line) and `analysis` (fronts, the report) read them.
+`trainables` writes the validation keys into every result and the test keys into every
+evaluation record; `search` (schedulers, searchers, the status line) and `analysis`
+(fronts, the report) read them. File names live in `trainables.run_files`, display forms
+in `trainables.formats`.
 """
 
 from __future__ import annotations
 
 import math
+
+from trainables import formats
 
 EPOCHS_DONE = "epochs_done"  # epochs trained so far (a fraction at a sub-epoch rung): the fidelity
 MAX_EPOCHS = "max_epochs"  # the full fidelity this trial was configured for
@@ -34,34 +38,17 @@ DIVERGED = "diverged"  # the loss went NaN/inf; the trial stopped itself
 # made before it started; analysis sets it beside the measured WALL_TIME_S / EPOCHS_DONE.
 PREDICTED_EPOCH_S = "predicted_epoch_s"
 
-_ROBUST_PREFIX = "val_robust_acc_eps_"
-_CLEAN_PREFIX = "val_clean_acc"
-
-
-def eps_label(eps: float) -> str:
-    """Human form of an epsilon: '8/255' when it is a whole number of 1/255 steps."""
-    steps = eps * 255
-    if abs(steps - round(steps)) < 1e-6:
-        return f"{round(steps)}/255"
-    return f"{eps:g}"
-
-
-def duration_label(seconds: float) -> str:
-    """Human form of a wall-clock span for status lines: '4m07s', '2h05m00s'."""
-    seconds = max(0, int(seconds))
-    hours, rest = divmod(seconds, 3600)
-    minutes, secs = divmod(rest, 60)
-    return f"{hours}h{minutes:02d}m{secs:02d}s" if hours else f"{minutes}m{secs:02d}s"
+ROBUST_PREFIX = "val_robust_acc_eps_"  # + eps_key(eps): validation robust accuracy at eps
 
 
 def eps_key(eps: float) -> str:
     """Metric-safe form of an epsilon ('8_255' or '0.0314'): no '/' (Ray nests on it)."""
-    return eps_label(eps).replace("/", "_")
+    return formats.eps_label(eps).replace("/", "_")
 
 
 def robust_acc_key(eps: float) -> str:
     """The key of validation robust accuracy at one eval epsilon."""
-    return f"{_ROBUST_PREFIX}{eps_key(eps)}"
+    return f"{ROBUST_PREFIX}{eps_key(eps)}"
 
 
 def best_robust_acc_key(eps: float) -> str:
@@ -79,6 +66,17 @@ def parse_eps_key(key: str) -> float:
         raise ValueError(f"not an epsilon key: {key!r}")
     return value
 
+
+def robust_acc_eps(key: str) -> float | None:
+    """The epsilon of a `robust_acc_key`, or None for any other key."""
+    if not key.startswith(ROBUST_PREFIX):
+        return None
+    try:
+        return parse_eps_key(key[len(ROBUST_PREFIX):])
+    except ValueError:
+        return None
+
+
 # Hyperparameters every result carries, so readers never need the Tune config.
 DEPTH = "depth"
 WIDTH = "width"
@@ -94,13 +92,30 @@ GPU_SHARE = "gpu_share"  # fraction of one GPU the trial held (0 on CPU)
 NODE_ID = "node_id"  # the Ray node the epoch ran on (which machine did the work)
 SPLIT = "split"  # which split the accuracies come from: always "validation" during search
 
-# The driver's files inside a run directory. They live in a subfolder on purpose: when a
-# search is resumed, Ray downloads every top-level *.json/*.pkl into its staging folder and
-# copies them back periodically (non-atomically), which would revert and tear these files.
-DRIVER_DIR = "wrn-search"
-RUN_FILE = "run.json"  # run state and budget used
-EVENTS_FILE = "events.jsonl"  # trial start / complete / error events
-RUNGS_FILE = "rungs.jsonl"  # every early-stopping decision the scheduler made, and why
-DIVERGED_MARKER = "diverged.txt"  # in a trial folder: its loss went NaN/inf (the reason)
-SPEC_JSON = "spec.json"  # the validated spec, every default filled in
-SPEC_TOML = "spec.toml"  # the spec as the user wrote it
+# Test-split figures of `wrn-search evaluate`, merged into the trials table (prefix "test_").
+TEST_PREFIX = "test_"
+TEST_CLEAN_ACC = "test_clean_acc"
+TEST_N = "test_n"
+TEST_CHECKS = "test_checks"  # the checks' verdict: "passed", "failed" or "incomplete"
+TEST_MASKING_SUSPECTED = "test_gradient_masking_suspected"
+_TEST_ROBUST = "test_robust_acc_eps_"  # strong: per-example minimum over all attacks
+_TEST_ATTACK = "test_{}_acc_eps_"  # one attack alone
+
+# Keys of one attack's result inside an epsilon's results (and in the stored JSON).
+FGSM_KEY = "fgsm"
+SEARCH_PGD_KEY = "search_pgd"
+PGD_KEY = "pgd"
+PGD_2STEPS_KEY = "pgd_2x_steps"
+PGD_2RESTARTS_KEY = "pgd_2x_restarts"
+AUTOATTACK_KEY = "autoattack"
+HEADLINE_ATTACKS = (FGSM_KEY, SEARCH_PGD_KEY, PGD_KEY, AUTOATTACK_KEY)  # also in the trials table
+
+
+def strong_acc_key(eps: float) -> str:
+    """The test-split strong robust accuracy at one epsilon (minimum over all attacks)."""
+    return f"{_TEST_ROBUST}{eps_key(eps)}"
+
+
+def attack_acc_key(attack: str, eps: float) -> str:
+    """The test-split robust accuracy under one attack alone (e.g. 'pgd', 'search_pgd')."""
+    return f"{_TEST_ATTACK.format(attack)}{eps_key(eps)}"

@@ -13,10 +13,12 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from trainables import formats
 from trainables import metrics as M
-from trainables.checkpoint import STATE_FILE, load_file, restore_checkpoint, save_checkpoint
+from trainables.checkpoint import load_file, restore_checkpoint, save_checkpoint
 from trainables.config import ConfigError, TrialConfig
 from trainables.engine import Trainer
+from trainables.run_files import STATE_FILE
 
 CHECKPOINT_DIR = "checkpoint"
 METRICS_JSONL = "metrics.jsonl"
@@ -120,7 +122,7 @@ class TrainRun:
     def summary(self) -> str:
         t, tm = self.trainer, self.cfg.threat_model
         best = t.best
-        robust = ", ".join(f"{100 * best[M.robust_acc_key(e)]:.1f}% at {M.eps_label(e)}"
+        robust = ", ".join(f"{100 * best[M.robust_acc_key(e)]:.1f}% at {formats.eps_label(e)}"
                            for e in tm.epsilons)
         facts = t.static_facts()
         return (f"{facts[M.WRN]} ({facts[M.PARAMS]:,} parameters): best epoch "

@@ -24,6 +24,7 @@ import torch
 from ray import tune
 
 from trainables import metrics as M
+from trainables import run_files
 from trainables.checkpoint import restore_checkpoint, save_checkpoint
 from trainables.config import TrialConfig
 from trainables.engine import Trainer, TrainingDiverged
@@ -77,7 +78,7 @@ def train_wrn(config: dict[str, Any]) -> None:
     where, with its random state restored, it would diverge again: a marker in the trial
     folder makes such a retry fail at once instead of repeating the work.
     """
-    marker = Path(tune.get_context().get_trial_dir()) / M.DIVERGED_MARKER
+    marker = Path(tune.get_context().get_trial_dir()) / run_files.DIVERGED_MARKER
     if marker.exists():
         raise TrainingDiverged(f"{marker.read_text()} (not retried: it would diverge again)")
     gpu_share = _limit_resources()

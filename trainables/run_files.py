@@ -1,0 +1,140 @@
+"""The files of a run folder: their names, tolerant readers and atomic writers, in one place.
+
+A run folder is whatever `wrn-search run` left behind, possibly mid-run, after a crash, or
+on shared storage, so readers here never raise on a damaged file: they return what could
+be read and say what could not. Writers replace a file in one step (a temporary file, then
+a rename), so a reader never sees half a file. `RunFiles` goes through pyarrow's
+filesystem layer, so a run on an NFS path or an object-store URI works the same.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import numbers
+from pathlib import Path
+from typing import Any
+
+import pyarrow.fs as pafs
+
+log = logging.getLogger(__name__)
+
+# The driver's files inside a run directory. They live in a subfolder on purpose: when a
+# search is resumed, Ray downloads every top-level *.json/*.pkl into its staging folder and
+# copies them back periodically (non-atomically), which would revert and tear these files.
+DRIVER_DIR = "wrn-search"
+RUN_FILE = "run.json"  # run state and budget used
+EVENTS_FILE = "events.jsonl"  # trial start / complete / error events
+RUNGS_FILE = "rungs.jsonl"  # every early-stopping decision the scheduler made, and why
+DIVERGED_MARKER = "diverged.txt"  # in a trial folder: its loss went NaN/inf (the reason)
+SPEC_JSON = "spec.json"  # the validated spec, every default filled in
+SPEC_TOML = "spec.toml"  # the spec as the user wrote it
+RESULT_FILE = "result.json"  # in a trial folder: Ray's per-epoch results, one JSON per line
+PARAMS_FILE = "params.json"  # in a trial folder: Ray's copy of the trial's config
+ERROR_FILE = "error.txt"  # in a trial folder: Ray's traceback of a failed trial
+TUNER_FILE = "tuner.pkl"  # Ray's pickled Tuner: what `resume` restores
+EVALUATION_DIR = "evaluation"  # what `wrn-search evaluate` writes (test split)
+TRANSFER_FILE = "transfer.json"  # evaluation/transfer.json: the cross-model matrix
+ADV_DIR = "adv"  # evaluation/adv/<trial_id>.pt: each model's worst-case test inputs
+REPORT_DIR = "report"  # what `wrn-search report` writes by default
+STATE_FILE = "state.pt"  # in a checkpoint: everything needed to continue the trial
+BEST_FILE = "best_model.pt"  # in a checkpoint: the best-validation-robust weights
+
+
+def finite_number(value: Any) -> float | None:
+    """A finite real read from a file, else None (missing, NaN, inf, bool, text all mean 'no
+    value'): a damaged or hand-edited file must not turn into a wrong number."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):  # numpy's too
+        return None
+    value = float(value)
+    return value if math.isfinite(value) else None
+
+
+def read_json_object(path: Path) -> dict[str, Any]:
+    """A JSON object file; {} (with a warning) when it is missing, damaged or not an object."""
+    if not path.exists():
+        return {}
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        log.warning("%s is unreadable (%s); treating it as empty", path, err)
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def json_lines(path: Path) -> tuple[list[dict[str, Any]], list[tuple[int, str]]]:
+    """Every line that parses to a JSON object, and (line number, error) for the rest."""
+    good: list[dict[str, Any]] = []
+    bad: list[tuple[int, str]] = []
+    text = path.read_text(encoding="utf-8", errors="replace")
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            value = json.loads(line)
+        except json.JSONDecodeError as err:
+            bad.append((number, err.msg))
+            continue
+        if isinstance(value, dict):
+            good.append(value)
+        else:
+            bad.append((number, f"a JSON {type(value).__name__}, not an object"))
+    return good, bad
+
+
+def write_json(path: Path, value: dict[str, Any], **dumps: Any) -> None:
+    """Replace a local JSON file in one step."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(value, **dumps), encoding="utf-8")
+    tmp.replace(path)
+
+
+class RunFiles:
+    """The driver's small text files in a run directory (local or remote), in DRIVER_DIR."""
+
+    def __init__(self, run_dir: str, folder: str = DRIVER_DIR) -> None:
+        self.run_dir = run_dir
+        self.fs, root = pafs.FileSystem.from_uri(run_dir)
+        self.base = f"{root.rstrip('/')}/{folder}" if folder else root
+
+    def path(self, name: str) -> str:
+        return f"{self.base.rstrip('/')}/{name}"
+
+    def exists(self, name: str) -> bool:
+        return self.fs.get_file_info(self.path(name)).type != pafs.FileType.NotFound
+
+    def read_text(self, name: str) -> str:
+        with self.fs.open_input_stream(self.path(name)) as f:
+            return f.read().decode("utf-8")
+
+    def write_text(self, name: str, text: str) -> None:
+        self.fs.create_dir(self.base, recursive=True)
+        tmp = self.path(name + ".tmp")
+        with self.fs.open_output_stream(tmp) as f:
+            f.write(text.encode("utf-8"))
+        self.fs.move(tmp, self.path(name))  # atomic on local and POSIX filesystems
+
+    def append_line(self, name: str, line: str) -> None:
+        """Append one line; object stores cannot append, so there the file is rewritten."""
+        self.fs.create_dir(self.base, recursive=True)
+        if isinstance(self.fs, pafs.LocalFileSystem):
+            with open(self.path(name), "a", encoding="utf-8") as f:
+                f.write(line + "\n")
+            return
+        old = self.read_text(name) if self.exists(name) else ""
+        self.write_text(name, old + line + "\n")
+
+    def read_json(self, name: str) -> dict[str, Any]:
+        """The file's object; {} when it is missing or damaged (the driver rewrites it)."""
+        if not self.exists(name):
+            return {}
+        try:
+            value = json.loads(self.read_text(name))
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            log.warning("%s/%s is damaged; starting it afresh", self.base, name)
+            return {}
+        return value if isinstance(value, dict) else {}
+
+    def write_json(self, name: str, obj: dict[str, Any]) -> None:
+        self.write_text(name, json.dumps(obj, indent=2, sort_keys=True) + "\n")
