@@ -26,7 +26,14 @@ import pandas as pd
 
 from models import count_parameters, wrn_name
 from trainables import metrics, run_files
-from trainables.config import DATASETS, ConfigError, parse_epsilon
+from trainables.config import (
+    DATASETS,
+    RAY_TRIAL_KEY,
+    ConfigError,
+    hyperparameters,
+    parse_epsilon,
+    trial_from_ray,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -49,9 +56,6 @@ _ITERATION = "training_iteration"  # Ray's: == epochs_done
 # Trial ids inside directory names: this project's "trial_<id>_wrn-d-k", Ray's default
 # "<trainable>_<5 hex>_<5 digits>_...". Used only when result.json holds no trial_id yet.
 _DIR_TRIAL_ID = (re.compile(r"^trial_([0-9a-f]+)_"), re.compile(r"_([0-9a-f]{5}_\d{5})_"))
-# Where TrialConfig.to_dict() (the Tune config's "trial") keeps what a flat key overrides.
-_BASE_TRIAL = {metrics.DEPTH: ("model", "depth"), metrics.WIDTH: ("model", "width"),
-               metrics.MAX_EPOCHS: ("training", "epochs")}
 
 
 @dataclass(frozen=True)
@@ -300,13 +304,15 @@ def _trial_id(records: list[dict[str, Any]], dirname: str) -> str:
     return dirname
 
 
-def _config_value(config: Mapping[str, Any], key: str) -> Any:
-    """A searched value (flat key) or, when not searched, the base trial setting."""
-    if key in config:
-        return config[key]
-    section, name = _BASE_TRIAL.get(key, ("", ""))
-    base = (config.get("trial") or {}).get(section) or {}
-    return base.get(name) if isinstance(base, Mapping) else None
+def _configured(config: Mapping[str, Any]) -> dict[str, Any]:
+    """Hyperparameters (metric keys) from a trial's params.json: all of them for a wrn-search
+    trial (its fixed settings are there too), only the flat searched ones for a foreign one."""
+    if RAY_TRIAL_KEY in config:
+        try:
+            return hyperparameters(trial_from_ray(config))
+        except ConfigError as err:
+            logger.warning("params.json is not a valid trial config (%s)", err)
+    return {k: config[k] for k in (*metrics.HYPERPARAMETERS, metrics.MAX_EPOCHS) if k in config}
 
 
 def _error_summary(text: str) -> str | None:
@@ -386,13 +392,14 @@ def _summarise(
     context: _Context,
 ) -> dict[str, Any]:
     """One trials row: hyperparameters, status, fidelity, best and last accuracies."""
+    configured = _configured(config)
     hyper = {k: _last(history, k) for k in metrics.HYPERPARAMETERS}
-    hyper = {k: v if v is not None else _config_value(config, k) for k, v in hyper.items()}
+    hyper = {k: v if v is not None else configured.get(k) for k, v in hyper.items()}
     epochs_done = _number(_last(history, metrics.EPOCHS_DONE))
     epochs_done = 0.0 if math.isnan(epochs_done) else epochs_done  # a fraction at sub-epoch rungs
     max_epochs = _last(history, metrics.MAX_EPOCHS)
     if max_epochs is None:
-        max_epochs = _config_value(config, metrics.MAX_EPOCHS)
+        max_epochs = configured.get(metrics.MAX_EPOCHS)
     max_epochs = int(max_epochs) if max_epochs is not None else None
     trial_events = events.get(trial_id, [])
     error_file = trial_dir / run_files.ERROR_FILE

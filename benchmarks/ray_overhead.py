@@ -80,8 +80,8 @@ from search.spec import ExperimentSpec  # noqa: E402
 from search.tuner import run_search  # noqa: E402
 from trainables import metrics as M  # noqa: E402
 from trainables.checkpoint import save_checkpoint  # noqa: E402
+from trainables.config import trial_from_ray  # noqa: E402
 from trainables.engine import Trainer  # noqa: E402
-from trainables.trainable import trial_config  # noqa: E402
 
 TIMELINE_ENV = "WRN_BENCH_TIMELINE_DIR"  # where Ray-side trials write their timelines
 NUM_CPUS = 2
@@ -227,7 +227,7 @@ def loop_trial(config: dict[str, Any], trial_id: str) -> dict[str, Any]:
     """What `train_wrn` does, without Ray: the bare loop's trial."""
     timeline = _new_timeline(trial_id)
     torch.set_num_threads(1)  # what `_limit_resources` grants a 1-CPU trial
-    trainer = TimedTrainer(trial_config(config), timeline=timeline)
+    trainer = TimedTrainer(trial_from_ray(config), timeline=timeline)
     reported: list[dict[str, Any]] = []
     while not trainer.done:
         row = trainer.run_epoch()

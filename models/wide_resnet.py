@@ -15,101 +15,12 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
-__all__ = [
-    "BasicBlock",
-    "WideResNet",
-    "allowed_depths",
-    "count_parameters",
-    "forward_flops",
-    "validate_architecture",
-    "wrn_16_4",
-    "wrn_28_10",
-    "wrn_34_10",
-    "wrn_name",
-]
+from models.architecture import STAGE_WIDTHS, STEM_CHANNELS, stage_plan, validate_architecture, wrn_name
 
-_STAGE_WIDTHS = (16, 32, 64)  # channels per stage before multiplying by the width k
-_STAGE_STRIDES = (1, 2, 2)
-_STEM_CHANNELS = 16
-_MAX_DEPTH = 1000
+__all__ = ["BasicBlock", "WideResNet", "wrn_16_4", "wrn_28_10", "wrn_34_10"]
 
 CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR10_STD = (0.2471, 0.2435, 0.2616)
-
-
-def allowed_depths(limit: int = 40) -> list[int]:
-    """The valid WRN depths up to `limit` (for error messages)."""
-    return list(range(10, limit + 1, 6))
-
-
-def validate_architecture(depth: int, width: int) -> None:
-    """Raise ValueError with one readable line when (depth, width) is not a WRN."""
-    if isinstance(depth, bool) or not isinstance(depth, int):
-        raise ValueError(f"depth must be an integer 6n+4, but got {depth!r}")
-    if depth < 10 or (depth - 4) % 6 != 0 or depth > _MAX_DEPTH:
-        shown = ", ".join(str(d) for d in allowed_depths())
-        raise ValueError(
-            f"depth must be 6n+4 with n >= 1 ({shown}, ...), but got {depth}"
-        )
-    if isinstance(width, bool) or not isinstance(width, int) or width < 1:
-        raise ValueError(f"width must be an integer >= 1, but got {width!r}")
-
-
-def wrn_name(depth: int, width: int) -> str:
-    """The conventional name, e.g. WRN-28-10."""
-    return f"WRN-{depth}-{width}"
-
-
-def _stage_plan(depth: int, width: int) -> list[tuple[int, int, int]]:
-    """(in_channels, out_channels, stride) for every block, in order."""
-    blocks_per_stage = (depth - 4) // 6
-    plan = []
-    in_ch = _STEM_CHANNELS
-    for base, stride in zip(_STAGE_WIDTHS, _STAGE_STRIDES, strict=True):
-        out_ch = base * width
-        for i in range(blocks_per_stage):
-            plan.append((in_ch, out_ch, stride if i == 0 else 1))
-            in_ch = out_ch
-    return plan
-
-
-def count_parameters(depth: int, width: int, num_classes: int = 10) -> int:
-    """Exact trainable-parameter count of WRN-depth-width, without building it.
-
-    The search needs the size of configurations it has not trained (for the space's
-    range and for the Pareto objective), so this mirrors the modules below exactly;
-    a test checks it against the built model for many (depth, width) pairs.
-    """
-    validate_architecture(depth, width)
-    total = 3 * _STEM_CHANNELS * 9  # stem conv, no bias
-    for in_ch, out_ch, _ in _stage_plan(depth, width):
-        total += 2 * in_ch + in_ch * out_ch * 9  # bn1, conv1
-        total += 2 * out_ch + out_ch * out_ch * 9  # bn2, conv2
-        if in_ch != out_ch:
-            total += in_ch * out_ch  # 1x1 shortcut
-    final = _STAGE_WIDTHS[-1] * width
-    total += 2 * final  # final bn
-    total += final * num_classes + num_classes  # classifier
-    return total
-
-
-def forward_flops(depth: int, width: int, num_classes: int = 10, image_size: int = 32) -> int:
-    """Forward FLOPs of one image through WRN-depth-width (2 per multiply-add), without building it.
-
-    Convolutions and the classifier only: BatchNorm, ReLU and the residual additions are a
-    fraction of a percent. The search uses it to predict a trial's cost before it starts
-    (`trainables.cost`); a test checks it against torch's FlopCounterMode.
-    """
-    validate_architecture(depth, width)
-    size = image_size
-    macs = size * size * 3 * _STEM_CHANNELS * 9  # stem conv
-    for in_ch, out_ch, stride in _stage_plan(depth, width):
-        size //= stride
-        macs += size * size * (in_ch * out_ch * 9 + out_ch * out_ch * 9)  # conv1, conv2
-        if in_ch != out_ch:
-            macs += size * size * in_ch * out_ch  # 1x1 shortcut
-    macs += _STAGE_WIDTHS[-1] * width * num_classes  # classifier
-    return 2 * macs
 
 
 class BasicBlock(nn.Module):
@@ -169,11 +80,11 @@ class WideResNet(nn.Module):
         self.depth, self.width, self.num_classes = depth, width, num_classes
         self.register_buffer("mean", torch.tensor(mean).view(1, 3, 1, 1))
         self.register_buffer("std", torch.tensor(std).view(1, 3, 1, 1))
-        self.stem = nn.Conv2d(3, _STEM_CHANNELS, 3, 1, 1, bias=False)
+        self.stem = nn.Conv2d(3, STEM_CHANNELS, 3, 1, 1, bias=False)
         self.blocks = nn.Sequential(
-            *(BasicBlock(i, o, s, dropout) for i, o, s in _stage_plan(depth, width))
+            *(BasicBlock(i, o, s, dropout) for i, o, s in stage_plan(depth, width))
         )
-        final = _STAGE_WIDTHS[-1] * width
+        final = STAGE_WIDTHS[-1] * width
         self.bn = nn.BatchNorm2d(final)
         self.relu = nn.ReLU(inplace=True)
         self.pool = nn.AdaptiveAvgPool2d(1)

@@ -65,43 +65,43 @@ def _add_train(sub: Any) -> None:
     p = sub.add_parser("train", help="train one WRN config adversarially (no search)",
                        description="Train and evaluate one WRN-d-k, epoch by epoch.")
     d = p.add_argument_group("data")
-    d.add_argument("--dataset", default="cifar10-sample",
+    d.add_argument("--dataset",
                    help="cifar10, cifar10-sample (bundled, offline), cifar100, svhn")
     d.add_argument("--data-dir", help="folder or .tar.gz holding the dataset")
     d.add_argument("--download", action="store_true", help="allow torchvision to download")
     d.add_argument("--train-subset", type=int, help="stratified subset of the training split")
-    d.add_argument("--val-size", type=float, default=0.1,
+    d.add_argument("--val-size", type=float,
                    help="validation split: a count, or a fraction < 1 (default 0.1)")
     m = p.add_argument_group("model")
-    m.add_argument("--depth", type=int, default=16, help="6n+4: 10, 16, 22, 28, 34, 40, ...")
-    m.add_argument("--width", type=int, default=4, help="widening factor k >= 1")
-    m.add_argument("--dropout", type=float, default=0.0)
+    m.add_argument("--depth", type=int, help="6n+4: 10, 16, 22, 28, 34, 40, ...")
+    m.add_argument("--width", type=int, help="widening factor k >= 1")
+    m.add_argument("--dropout", type=float)
     t = p.add_argument_group("training")
-    t.add_argument("--method", default="pgd", help="pgd, fgsm-rs, fgsm-mix, clean")
-    t.add_argument("--epsilon", default="8/255", help="training epsilon: 8/255 or 0.0314")
-    t.add_argument("--steps", type=int, default=10, help="PGD steps (pgd)")
+    t.add_argument("--method", help="pgd, fgsm-rs, fgsm-mix, clean")
+    t.add_argument("--epsilon", help="training epsilon: 8/255 or 0.0314")
+    t.add_argument("--steps", type=int, help="PGD steps (pgd)")
     t.add_argument("--alpha", help="attack step size (default 2.5*eps/steps; 1.25*eps fgsm-rs)")
-    t.add_argument("--norm", default="linf", help="linf or l2 (training and evaluation)")
-    t.add_argument("--mix-weight", type=float, default=0.5, help="fgsm-mix clean-loss weight")
-    t.add_argument("--epochs", type=int, default=10)
-    t.add_argument("--batch-size", type=int, default=128)
-    t.add_argument("--lr", type=float, default=0.1, help="peak learning rate")
-    t.add_argument("--momentum", type=float, default=0.9)
-    t.add_argument("--weight-decay", type=float, default=5e-4)
-    t.add_argument("--schedule", default="cosine", help="cosine, piecewise, onecycle")
-    t.add_argument("--warmup-epochs", type=float, default=0.0)
-    t.add_argument("--label-smoothing", type=float, default=0.0)
-    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--norm", help="linf or l2 (training and evaluation)")
+    t.add_argument("--mix-weight", type=float, help="fgsm-mix clean-loss weight")
+    t.add_argument("--epochs", type=int)
+    t.add_argument("--batch-size", type=int)
+    t.add_argument("--lr", type=float, help="peak learning rate")
+    t.add_argument("--momentum", type=float)
+    t.add_argument("--weight-decay", type=float)
+    t.add_argument("--schedule", help="cosine, piecewise, onecycle")
+    t.add_argument("--warmup-epochs", type=float)
+    t.add_argument("--label-smoothing", type=float)
+    t.add_argument("--seed", type=int)
     e = p.add_argument_group("evaluation (the threat model)")
     e.add_argument("--eval-epsilon", action="append",
                    help="eval epsilon, repeatable (default: 8/255, or 0.5 for l2); the first one "
                         "is selected on")
-    e.add_argument("--eval-steps", type=int, default=10)
-    e.add_argument("--eval-restarts", type=int, default=1)
+    e.add_argument("--eval-steps", type=int)
+    e.add_argument("--eval-restarts", type=int)
     e.add_argument("--eval-max-examples", type=int,
                    help="attack at most this many validation images per epoch")
     r = p.add_argument_group("run")
-    r.add_argument("--device", default="auto", help="auto, cpu, cuda")
+    r.add_argument("--device", help="auto, cpu, cuda")
     r.add_argument("--compile", action="store_true", help="torch.compile the model (GPU)")
     r.add_argument("--threads", type=int, help="CPU threads for torch")
     r.add_argument("--out", help="output folder (default runs/train-WRN-d-k-METHOD)")
@@ -118,28 +118,35 @@ def _number_or_text(text: str | None) -> float | str | None:
 
 
 def _train_config(a: argparse.Namespace) -> Any:
+    """The TrialConfig of `train`'s flags; a flag not given leaves the dataclass default."""
     from trainables.config import TrialConfig
 
     l2 = a.norm == "l2"
-    eval_eps = a.eval_epsilon or (["0.5"] if l2 else ["8/255"])
+    eval_eps = a.eval_epsilon or (["0.5"] if l2 else None)
     if l2:
         a.epsilon, a.alpha = _number_or_text(a.epsilon), _number_or_text(a.alpha)
         eval_eps = [_number_or_text(e) for e in eval_eps]
-    val_size: int | float = int(a.val_size) if float(a.val_size).is_integer() else a.val_size
+    val_size = a.val_size
+    if val_size is not None and float(val_size).is_integer():
+        val_size = int(val_size)
+
+    def given(**values: Any) -> dict[str, Any]:
+        return {k: v for k, v in values.items() if v is not None}
+
     return TrialConfig.from_dict({
-        "data": {"dataset": a.dataset, "data_dir": a.data_dir, "download": a.download,
-                 "train_subset": a.train_subset, "val_size": val_size, "seed": a.seed},
-        "model": {"depth": a.depth, "width": a.width, "dropout": a.dropout},
-        "training": {"method": a.method, "norm": a.norm, "eps": a.epsilon, "steps": a.steps,
-                     "alpha": a.alpha, "mix_weight": a.mix_weight, "epochs": a.epochs,
-                     "batch_size": a.batch_size, "lr": a.lr, "momentum": a.momentum,
-                     "weight_decay": a.weight_decay, "schedule": a.schedule,
-                     "warmup_epochs": a.warmup_epochs, "label_smoothing": a.label_smoothing,
-                     "seed": a.seed},
-        "threat_model": {"norm": a.norm, "epsilons": tuple(eval_eps),
-                         "steps": a.eval_steps, "restarts": a.eval_restarts,
-                         "max_examples": a.eval_max_examples},
-        "device": a.device, "compile": a.compile, "threads": a.threads,
+        "data": given(dataset=a.dataset, data_dir=a.data_dir, download=a.download or None,
+                      train_subset=a.train_subset, val_size=val_size, seed=a.seed),
+        "model": given(depth=a.depth, width=a.width, dropout=a.dropout),
+        "training": given(method=a.method, norm=a.norm, eps=a.epsilon, steps=a.steps,
+                          alpha=a.alpha, mix_weight=a.mix_weight, epochs=a.epochs,
+                          batch_size=a.batch_size, lr=a.lr, momentum=a.momentum,
+                          weight_decay=a.weight_decay, schedule=a.schedule,
+                          warmup_epochs=a.warmup_epochs, label_smoothing=a.label_smoothing,
+                          seed=a.seed),
+        "threat_model": given(norm=a.norm, epsilons=tuple(eval_eps) if eval_eps else None,
+                              steps=a.eval_steps, restarts=a.eval_restarts,
+                              max_examples=a.eval_max_examples),
+        **given(device=a.device, compile=a.compile or None, threads=a.threads),
     })
 
 

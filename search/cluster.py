@@ -12,7 +12,7 @@ import os
 from typing import Any
 
 from models import count_parameters
-from trainables.config import ConfigError
+from trainables.config import ConfigError, trial_from_ray
 
 log = logging.getLogger(__name__)
 
@@ -123,10 +123,8 @@ class TrialResources:
         return auto_gpu_share(depth, width, self.batch_size, self.gpu_memory_bytes)
 
     def __call__(self, config: dict[str, Any]) -> dict[str, float]:
-        model = config.get("trial", {}).get("model", {})
-        depth = int(config.get("depth", model.get("depth", 16)))
-        width = int(config.get("width", model.get("width", 4)))
-        return {"cpu": self.cpus, "gpu": self.gpus_for(depth, width)}
+        model = trial_from_ray(config).model
+        return {"cpu": self.cpus, "gpu": self.gpus_for(model.depth, model.width)}
 
 
 def check_resources(cpus: float, gpus: float | str, nodes: list[dict[str, float]]) -> None:

@@ -25,7 +25,6 @@ configuration of a finite space that small), never one already tried or running.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import warnings
 from collections.abc import Sequence
@@ -38,9 +37,8 @@ from analysis.pareto import REF_PARAMS_FACTOR, expected_hypervolume_gain
 from models import count_parameters
 from search.spec import Param, SpaceConfig
 from trainables import metrics as M
-from trainables.config import ConfigError, TrialConfig
+from trainables.config import ConfigError, TrialConfig, with_searched
 from trainables.cost import epoch_flops
-from trainables.trainable import SEARCHABLE
 
 CANDIDATES = 1024  # Sobol points mapped onto the space (a power of two keeps it balanced)
 ENUMERATE_UP_TO = 4096  # finite spaces at most this big are enumerated in full
@@ -72,15 +70,6 @@ class Observation:
     full: bool
 
 
-def apply(base: TrialConfig, params: dict[str, Any]) -> TrialConfig:
-    """The trial with the searched values applied (as the trainable will build it)."""
-    sections: dict[str, dict[str, Any]] = {}
-    for name, value in params.items():
-        section, field = SEARCHABLE[name]
-        sections.setdefault(section, {})[field] = value
-    return dataclasses.replace(base, **{s: dataclasses.replace(getattr(base, s), **f)
-                                        for s, f in sections.items()})
-
 
 class Space:
     """The searched parameters of a spec's space: mapping unit-cube points to candidates."""
@@ -92,7 +81,7 @@ class Space:
         self.classes = base.data.num_classes
 
     def candidate(self, params: dict[str, Any]) -> Candidate:
-        config = apply(self.base, params)
+        config = with_searched(self.base, params)
         size = count_parameters(config.model.depth, config.model.width, self.classes)
         return Candidate(dict(params), config, size, epoch_flops(config))
 

@@ -39,6 +39,7 @@ from ray.tune.result import EXPR_RESULT_FILE
 from ray.tune.schedulers import AsyncHyperBandScheduler, FIFOScheduler, TrialScheduler
 
 from search.budget import BudgetClock, seconds_to_finish
+from search.spec import SCHEDULERS
 from trainables import run_files
 from trainables.config import fail
 from trainables.metrics import (
@@ -55,7 +56,6 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-SCHEDULERS = ("mo-asha", "asha", "none")
 _MODES = ("max", "min")
 DEFAULT_OBJECTIVES: tuple[tuple[str, str], ...] = ((VAL_ROBUST_ACC, "max"), (PARAMS, "min"))
 
@@ -722,17 +722,6 @@ class RecordingASHAScheduler(_Decisions, AsyncHyperBandScheduler):
 # From the spec
 
 
-def _check_spec(max_t: Any, grace_period: Any, reduction_factor: Any) -> None:
-    """The schedule checks, in the spec's own field names (max_t is the training epochs)."""
-    if finite_number(grace_period) is None or grace_period <= 0:
-        raise fail("scheduler.grace_period", grace_period, "must be a number of epochs > 0")
-    if finite_number(reduction_factor) is None or reduction_factor <= 1:
-        raise fail("scheduler.reduction_factor", reduction_factor, "must be a number > 1")
-    if finite_number(max_t) is None or max_t < grace_period:
-        raise fail(
-            "scheduler.grace_period", grace_period, f"must be <= the training epochs ({max_t!r})"
-        )
-
 
 def milestones(grace_period: float, max_t: float, reduction_factor: float) -> list[float]:
     """The rung milestones (in epochs) of the single bracket the spec's schedulers use."""
@@ -750,8 +739,8 @@ def build_scheduler(
     clock: BudgetClock | None = None,
     only_finishable: bool = False,
 ) -> TrialScheduler:
-    """The scheduler a spec's `scheduler.kind` names; bad settings raise a one-line ConfigError
-    (trainables.config) naming the spec field.
+    """The scheduler a spec's `scheduler.kind` names. The spec has validated the settings
+    (search.spec.SchedulerConfig); the classes check their own arguments with ValueError.
 
     Args:
         kind: "mo-asha" (Pareto rungs on `metric` max and PARAMS min), "asha" (Ray's ASHA on
@@ -767,7 +756,6 @@ def build_scheduler(
         raise fail("scheduler.kind", kind, "allowed: " + ", ".join(SCHEDULERS))
     if kind == "none":
         return _FinishableFIFO(clock=clock, only_finishable=only_finishable)
-    _check_spec(max_t, grace_period, reduction_factor)
     common = {"max_t": max_t, "grace_period": grace_period, "reduction_factor": reduction_factor,
               "noise_z": noise_z, "clock": clock, "only_finishable": only_finishable}
     if kind == "mo-asha":

@@ -19,21 +19,23 @@ from pathlib import Path
 from typing import Any
 
 from models import count_parameters, validate_architecture
-from search.schedulers import SCHEDULERS
 from trainables import metrics as M
 from trainables.config import (
     METHODS,
+    SEARCHABLE,
     ConfigError,
     DataConfig,
-    EvalConfig,
     ModelConfig,
+    ThreatModel,
     TrainingConfig,
     TrialConfig,
     build_section,
+    check_bool,
+    check_float,
+    check_int,
     fail,
     parse_epsilon,
 )
-from trainables.trainable import SEARCHABLE
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -41,6 +43,7 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 SEARCHERS = ("cost-ehvi", "tpe", "nsga2", "random", "grid")
+SCHEDULERS = ("mo-asha", "asha", "none")
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*(d|h|m|s)")
 _UNIT_S = {"d": 86400.0, "h": 3600.0, "m": 60.0, "s": 1.0}
 
@@ -227,11 +230,6 @@ class SpaceConfig:
 
 
 # -------------------------------------------------------------- search sections
-def _check_int(name: str, value: Any, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise fail(name, value, f"must be an integer >= {minimum}")
-    return value
-
 
 @dataclass(frozen=True)
 class BudgetConfig:
@@ -244,11 +242,10 @@ class BudgetConfig:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "time", parse_duration(self.time, "budget.time"))
-        _check_int("budget.max_trials", self.max_trials, 1)
+        check_int("budget.max_trials", self.max_trials, 1)
         if self.max_concurrent is not None:
-            _check_int("budget.max_concurrent", self.max_concurrent, 1)
-        if not isinstance(self.only_finishable, bool):
-            raise fail("budget.only_finishable", self.only_finishable, "must be true or false")
+            check_int("budget.max_concurrent", self.max_concurrent, 1)
+        check_bool("budget.only_finishable", self.only_finishable)
 
 
 @dataclass(frozen=True)
@@ -266,7 +263,7 @@ class ResourcesConfig:
                             or not 0 <= g <= 64 or (g > 1 and not float(g).is_integer())):
             raise fail("resources.gpus_per_trial", g,
                        "must be \"auto\", a fraction in [0, 1], or a whole number of GPUs")
-        _check_int("resources.max_failures", self.max_failures, 0)
+        check_int("resources.max_failures", self.max_failures, 0)
 
 
 @dataclass(frozen=True)
@@ -292,9 +289,7 @@ class SchedulerConfig:
         rf = self.reduction_factor
         if isinstance(rf, bool) or not isinstance(rf, (int, float)) or not 1 < rf <= 100:
             raise fail("scheduler.reduction_factor", rf, "must be a number in (1, 100]")
-        z = self.noise_z
-        if isinstance(z, bool) or not isinstance(z, (int, float)) or not 0 <= z <= 10:
-            raise fail("scheduler.noise_z", z, "must be a number in [0, 10] (0: no allowance)")
+        check_float("scheduler.noise_z", self.noise_z, 0.0, 10.0)
 
 
 @dataclass(frozen=True)
@@ -308,8 +303,8 @@ class SearcherConfig:
     def __post_init__(self) -> None:
         if self.kind not in SEARCHERS:
             raise fail("searcher.kind", self.kind, "allowed: " + ", ".join(SEARCHERS))
-        _check_int("searcher.seed", self.seed, 0)
-        _check_int("searcher.n_startup_trials", self.n_startup_trials, 1)
+        check_int("searcher.seed", self.seed, 0)
+        check_int("searcher.n_startup_trials", self.n_startup_trials, 1)
 
 
 @dataclass(frozen=True)
@@ -345,7 +340,7 @@ class ExperimentSpec:
 
     name: str = "search"
     data: DataConfig = field(default_factory=DataConfig)
-    threat_model: EvalConfig = field(default_factory=EvalConfig)
+    threat_model: ThreatModel = field(default_factory=ThreatModel)
     space: SpaceConfig = field(default_factory=lambda: SpaceConfig.from_raw({}))
     training: TrainingConfig = field(default_factory=TrainingConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -399,7 +394,7 @@ class ExperimentSpec:
     @classmethod
     def from_dict(cls, raw: Mapping[str, Any]) -> ExperimentSpec:
         sections: dict[str, type] = {
-            "data": DataConfig, "threat_model": EvalConfig, "training": TrainingConfig,
+            "data": DataConfig, "threat_model": ThreatModel, "training": TrainingConfig,
             "model": ModelConfig, "budget": BudgetConfig, "resources": ResourcesConfig,
             "scheduler": SchedulerConfig, "searcher": SearcherConfig, "storage": StorageConfig,
         }

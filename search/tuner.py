@@ -25,8 +25,7 @@ from search.proposer import Space
 from search.schedulers import build_scheduler, milestones
 from search.searchers import FidelityAwareOptunaSearch, build_searcher, num_trials, space_exhausted
 from search.spec import ExperimentSpec
-from trainables import metrics as M
-from trainables.config import ConfigError
+from trainables.config import RAY_TRIAL_KEY, ConfigError, trial_from_ray
 from trainables.run_files import DRIVER_DIR, RUN_FILE, SPEC_JSON, SPEC_TOML, TUNER_FILE, RunFiles
 from trainables.trainable import CHECKPOINT_INTERVAL, REPORT_EPOCHS, train_wrn
 
@@ -45,10 +44,8 @@ class Outcome:
 
 def trial_dirname(trial: Any) -> str:
     """Short, readable trial folder names (Ray's default embeds every parameter)."""
-    cfg = trial.config
-    model = cfg.get("trial", {}).get("model", {})
-    depth, width = cfg.get(M.DEPTH, model.get("depth")), cfg.get(M.WIDTH, model.get("width"))
-    return f"trial_{trial.trial_id}_wrn-{depth}-{width}"
+    model = trial_from_ray(trial.config).model
+    return f"trial_{trial.trial_id}_wrn-{model.depth}-{model.width}"
 
 
 def absolute_storage(path: str) -> str:
@@ -174,7 +171,7 @@ def build_tuner(spec: ExperimentSpec, nodes: list[dict[str, float]],
         verbose=0,
     )
     return tune.Tuner(_trainable(spec, nodes, trainable),
-                      param_space={"trial": spec.base_trial().to_dict(),
+                      param_space={RAY_TRIAL_KEY: spec.base_trial().to_dict(),
                                    CHECKPOINT_INTERVAL: spec.storage.checkpoint_interval,
                                    REPORT_EPOCHS: list(setup.sub_epoch_rungs)},
                       tune_config=tune_config, run_config=run_config)

@@ -370,20 +370,6 @@ def test_build_scheduler_rejects_a_bad_kind_in_one_line() -> None:
 
 
 @pytest.mark.parametrize(
-    "kwargs, field",
-    [
-        ({"grace_period": 0}, "scheduler.grace_period: 0"),
-        ({"reduction_factor": 1}, "scheduler.reduction_factor: 1"),
-        ({"grace_period": 10}, "scheduler.grace_period: 10"),
-    ],
-)
-def test_build_scheduler_names_the_bad_spec_field(kwargs: dict, field: str) -> None:
-    args = {"max_t": 9, "grace_period": 1, "reduction_factor": 3, **kwargs}
-    with pytest.raises(ConfigError, match=field):
-        build_scheduler("mo-asha", **args)
-
-
-@pytest.mark.parametrize(
     "kwargs, message",
     [
         ({"grace_period": 0}, "grace_period must be a number > 0, but got 0"),

@@ -15,6 +15,7 @@ from fractions import Fraction
 from typing import Any, TypeVar
 
 from models import validate_architecture
+from trainables import metrics
 
 DATASETS: dict[str, int] = {  # name -> number of classes
     "cifar10": 10,
@@ -56,7 +57,7 @@ def parse_epsilon(value: Any, field_name: str = "epsilon") -> float:
     return eps
 
 
-def _int(name: str, value: Any, minimum: int, maximum: int | None = None) -> int:
+def check_int(name: str, value: Any, minimum: int, maximum: int | None = None) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         raise fail(name, value, f"must be an integer >= {minimum}")
     if value < minimum or (maximum is not None and value > maximum):
@@ -65,7 +66,7 @@ def _int(name: str, value: Any, minimum: int, maximum: int | None = None) -> int
     return value
 
 
-def _float(name: str, value: Any, low: float, high: float, *, open_high: bool = False) -> float:
+def check_float(name: str, value: Any, low: float, high: float, *, open_high: bool = False) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
         raise fail(name, value, "must be a finite number")
     if value < low or value > high or (open_high and value == high):
@@ -74,13 +75,13 @@ def _float(name: str, value: Any, low: float, high: float, *, open_high: bool = 
     return float(value)
 
 
-def _choice(name: str, value: Any, choices: tuple[str, ...]) -> str:
+def check_choice(name: str, value: Any, choices: tuple[str, ...]) -> str:
     if value not in choices:
         raise fail(name, value, "allowed: " + ", ".join(choices))
     return value
 
 
-def _bool(name: str, value: Any) -> bool:
+def check_bool(name: str, value: Any) -> bool:
     if not isinstance(value, bool):
         raise fail(name, value, "must be true or false")
     return value
@@ -102,12 +103,12 @@ class DataConfig:
     seed: int = 0  # seeds the subset and the validation split
 
     def __post_init__(self) -> None:
-        _choice("data.dataset", self.dataset, tuple(DATASETS))
+        check_choice("data.dataset", self.dataset, tuple(DATASETS))
         if self.data_dir is not None and not isinstance(self.data_dir, str):
             raise fail("data.data_dir", self.data_dir, "must be a path string")
-        _bool("data.download", self.download)
+        check_bool("data.download", self.download)
         if self.train_subset is not None:
-            _int("data.train_subset", self.train_subset, 20)
+            check_int("data.train_subset", self.train_subset, 20)
         v = self.val_size
         if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
             raise fail("data.val_size", v, "must be a count >= 10 or a fraction in (0, 1)")
@@ -115,9 +116,9 @@ class DataConfig:
             if not 0.0 < v < 1.0:
                 raise fail("data.val_size", v, "must be a count >= 10 or a fraction in (0, 1)")
         else:
-            _int("data.val_size", int(v), 10)
+            check_int("data.val_size", int(v), 10)
             _set(self, "val_size", int(v))
-        _int("data.seed", self.seed, 0)
+        check_int("data.seed", self.seed, 0)
 
     @property
     def num_classes(self) -> int:
@@ -136,7 +137,7 @@ class ModelConfig:
         except ValueError as exc:
             name = "depth" if str(exc).startswith("depth") else "width"
             raise fail(f"model.{name}", getattr(self, name), str(exc)) from None
-        _float("model.dropout", self.dropout, 0.0, 1.0, open_high=True)
+        check_float("model.dropout", self.dropout, 0.0, 1.0, open_high=True)
 
 
 @dataclass(frozen=True)
@@ -160,35 +161,35 @@ class TrainingConfig:
     seed: int = 0  # model init, batch order, augmentation and attack random starts
 
     def __post_init__(self) -> None:
-        _choice("training.method", self.method, METHODS)
-        _choice("training.norm", self.norm, NORMS)
+        check_choice("training.method", self.method, METHODS)
+        check_choice("training.norm", self.norm, NORMS)
         if self.norm == "l2" and self.method not in ("pgd", "clean"):
             raise fail("training.norm", self.norm, f"{self.method} is an L-inf method; use "
                        "linf, or method pgd for L2 training")
         if self.norm == "linf":
             _set(self, "eps", parse_epsilon(self.eps, "training.eps"))
         else:
-            _set(self, "eps", _float("training.eps", self.eps, 0.0, 100.0))
-        _int("training.steps", self.steps, 1, 1000)
+            _set(self, "eps", check_float("training.eps", self.eps, 0.0, 100.0))
+        check_int("training.steps", self.steps, 1, 1000)
         if self.alpha is not None:
             if self.method not in ("pgd", "fgsm-rs"):
                 raise fail("training.alpha", self.alpha, "a step size only applies to pgd and "
                            "fgsm-rs (fgsm-mix steps by eps, clean has no attack)")
             alpha = (parse_epsilon(self.alpha, "training.alpha") if self.norm == "linf"
-                     else _float("training.alpha", self.alpha, 0.0, 100.0))
+                     else check_float("training.alpha", self.alpha, 0.0, 100.0))
             if alpha <= 0:
                 raise fail("training.alpha", self.alpha, "the step size must be > 0")
             _set(self, "alpha", alpha)
-        _float("training.mix_weight", self.mix_weight, 0.0, 1.0)
-        _int("training.epochs", self.epochs, 1, 10_000)
-        _int("training.batch_size", self.batch_size, 1, 65_536)
-        _float("training.lr", self.lr, 1e-8, 10.0)
-        _float("training.momentum", self.momentum, 0.0, 1.0, open_high=True)
-        _float("training.weight_decay", self.weight_decay, 0.0, 1.0)
-        _choice("training.schedule", self.schedule, SCHEDULES)
-        _float("training.warmup_epochs", self.warmup_epochs, 0.0, float(self.epochs))
-        _float("training.label_smoothing", self.label_smoothing, 0.0, 1.0, open_high=True)
-        _int("training.seed", self.seed, 0)
+        check_float("training.mix_weight", self.mix_weight, 0.0, 1.0)
+        check_int("training.epochs", self.epochs, 1, 10_000)
+        check_int("training.batch_size", self.batch_size, 1, 65_536)
+        check_float("training.lr", self.lr, 1e-8, 10.0)
+        check_float("training.momentum", self.momentum, 0.0, 1.0, open_high=True)
+        check_float("training.weight_decay", self.weight_decay, 0.0, 1.0)
+        check_choice("training.schedule", self.schedule, SCHEDULES)
+        check_float("training.warmup_epochs", self.warmup_epochs, 0.0, float(self.epochs))
+        check_float("training.label_smoothing", self.label_smoothing, 0.0, 1.0, open_high=True)
+        check_int("training.seed", self.seed, 0)
 
     @property
     def step_size(self) -> float:
@@ -203,8 +204,9 @@ class TrainingConfig:
 
 
 @dataclass(frozen=True)
-class EvalConfig:
-    """The threat model: fixed per experiment so robust accuracies stay comparable."""
+class ThreatModel:
+    """The threat model: fixed per experiment so robust accuracies stay comparable; the
+    validation attack of the search, and the epsilons `evaluate` attacks at."""
 
     norm: str = "linf"
     epsilons: tuple[float, ...] = (8 / 255,)  # the first one is the search objective
@@ -214,7 +216,7 @@ class EvalConfig:
     max_examples: int | None = None  # evaluate at most this many validation images per epoch
 
     def __post_init__(self) -> None:
-        _choice("threat_model.norm", self.norm, NORMS)
+        check_choice("threat_model.norm", self.norm, NORMS)
         eps = self.epsilons
         if isinstance(eps, (str, int, float)):
             eps = (eps,)
@@ -223,15 +225,15 @@ class EvalConfig:
         if self.norm == "linf":
             parsed = tuple(parse_epsilon(e, "threat_model.epsilons") for e in eps)
         else:
-            parsed = tuple(_float("threat_model.epsilons", e, 0.0, 100.0) for e in eps)
+            parsed = tuple(check_float("threat_model.epsilons", e, 0.0, 100.0) for e in eps)
         if len(set(parsed)) != len(parsed):
             raise fail("threat_model.epsilons", list(eps), "epsilons must be distinct")
         _set(self, "epsilons", parsed)
-        _int("threat_model.steps", self.steps, 1, 10_000)
-        _int("threat_model.restarts", self.restarts, 1, 100)
-        _int("threat_model.batch_size", self.batch_size, 1, 65_536)
+        check_int("threat_model.steps", self.steps, 1, 10_000)
+        check_int("threat_model.restarts", self.restarts, 1, 100)
+        check_int("threat_model.batch_size", self.batch_size, 1, 65_536)
         if self.max_examples is not None:
-            _int("threat_model.max_examples", self.max_examples, 10)
+            check_int("threat_model.max_examples", self.max_examples, 10)
 
 
 @dataclass(frozen=True)
@@ -241,16 +243,16 @@ class TrialConfig:
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     training: TrainingConfig = field(default_factory=TrainingConfig)
-    threat_model: EvalConfig = field(default_factory=EvalConfig)
+    threat_model: ThreatModel = field(default_factory=ThreatModel)
     device: str = "auto"
     compile: bool = False  # torch.compile the model (GPU only)
     threads: int | None = None  # torch intra-op threads on CPU; None: leave as set
 
     def __post_init__(self) -> None:
-        _choice("device", self.device, DEVICES)
-        _bool("compile", self.compile)
+        check_choice("device", self.device, DEVICES)
+        check_bool("compile", self.compile)
         if self.threads is not None:
-            _int("threads", self.threads, 1, 1024)
+            check_int("threads", self.threads, 1, 1024)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -259,7 +261,7 @@ class TrialConfig:
     def from_dict(cls, raw: Mapping[str, Any]) -> TrialConfig:
         """Build from nested plain data (JSON, TOML, a Ray config), rejecting unknown keys."""
         sections = {"data": DataConfig, "model": ModelConfig, "training": TrainingConfig,
-                    "threat_model": EvalConfig}
+                    "threat_model": ThreatModel}
         kwargs: dict[str, Any] = {}
         for key, value in raw.items():
             if key in sections:
@@ -270,6 +272,53 @@ class TrialConfig:
                 raise fail(key, value, "unknown field; allowed: " + ", ".join(
                     [*sections, "device", "compile", "threads"]))
         return cls(**kwargs)
+
+
+# Searchable hyperparameter -> (section, field) of TrialConfig it overrides. The keys are the
+# metric names the results carry (trainables.metrics), and the spec's [space] entries.
+SEARCHABLE: dict[str, tuple[str, str]] = {
+    metrics.DEPTH: ("model", "depth"),
+    metrics.WIDTH: ("model", "width"),
+    metrics.METHOD: ("training", "method"),
+    metrics.TRAIN_EPS: ("training", "eps"),
+    metrics.TRAIN_STEPS: ("training", "steps"),
+    metrics.PEAK_LR: ("training", "lr"),
+    metrics.WEIGHT_DECAY: ("training", "weight_decay"),
+}
+RAY_TRIAL_KEY = "trial"  # where a Ray trial's config keeps the fixed TrialConfig dict
+
+
+def with_searched(base: TrialConfig, values: Mapping[str, Any]) -> TrialConfig:
+    """`base` with searched values (SEARCHABLE keys; others ignored) applied, validated."""
+    sections: dict[str, dict[str, Any]] = {}
+    for key, value in values.items():
+        if key in SEARCHABLE:
+            section, name = SEARCHABLE[key]
+            sections.setdefault(section, {})[name] = value
+    changes = {s: dataclasses.replace(getattr(base, s), **f) for s, f in sections.items()}
+    return dataclasses.replace(base, **changes)
+
+
+def trial_from_ray(config: Mapping[str, Any]) -> TrialConfig:
+    """The TrialConfig of a Ray trial: its fixed settings (under RAY_TRIAL_KEY) with the
+    searched values (flat SEARCHABLE keys) applied. Every reader of a Ray config calls this."""
+    return with_searched(TrialConfig.from_dict(config.get(RAY_TRIAL_KEY) or {}), config)
+
+
+def hyperparameters(cfg: TrialConfig) -> dict[str, Any]:
+    """What a trial's results carry about its configuration, keyed as the metrics are: the
+    searchable values and the full fidelity (metrics.HYPERPARAMETERS and MAX_EPOCHS)."""
+    t = cfg.training
+    return {
+        metrics.DEPTH: cfg.model.depth,
+        metrics.WIDTH: cfg.model.width,
+        metrics.METHOD: t.method,
+        metrics.TRAIN_EPS: t.eps,
+        metrics.TRAIN_STEPS: t.steps if t.method == "pgd" else 1,
+        metrics.PEAK_LR: t.lr,
+        metrics.WEIGHT_DECAY: t.weight_decay,
+        metrics.MAX_EPOCHS: t.epochs,
+    }
 
 
 T = TypeVar("T")

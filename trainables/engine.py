@@ -23,7 +23,7 @@ from models import WideResNet, count_parameters, wrn_name
 from trainables import formats
 from trainables import metrics as M
 from trainables.attacks import FGSM, FGSMRS, L2PGD, PGD, Attack, predict, robust_correct
-from trainables.config import ConfigError, TrainingConfig, TrialConfig
+from trainables.config import ConfigError, TrainingConfig, TrialConfig, hyperparameters
 from trainables.data import BatchLoader, DatasetSplits, load_dataset
 
 log = logging.getLogger(__name__)
@@ -302,18 +302,11 @@ class Trainer:
 
     def static_facts(self) -> dict[str, Any]:
         """What never changes during the run: identity and hyperparameters of the trial."""
-        cfg, tcfg = self.cfg, self.cfg.training
+        cfg = self.cfg
         return {
             M.WRN: wrn_name(cfg.model.depth, cfg.model.width),
             M.PARAMS: self.params,
-            M.MAX_EPOCHS: tcfg.epochs,
-            M.DEPTH: cfg.model.depth,
-            M.WIDTH: cfg.model.width,
-            M.METHOD: tcfg.method,
-            M.TRAIN_EPS: tcfg.eps,
-            M.TRAIN_STEPS: tcfg.steps if tcfg.method == "pgd" else 1,
-            M.PEAK_LR: tcfg.lr,
-            M.WEIGHT_DECAY: tcfg.weight_decay,
+            **hyperparameters(cfg),
             M.SPLIT: "validation",
         }
 

@@ -1,18 +1,19 @@
 """The Ray Tune trainable: one trial = one `Trainer`, reporting every epoch, checkpointing
 at most every `CHECKPOINT_INTERVAL` seconds and after the last epoch.
 
-The Tune config holds the experiment's fixed trial settings under "trial" (a
-`TrialConfig.to_dict()`), the searched hyperparameters as flat keys (`SEARCHABLE`), the
-checkpoint interval under `CHECKPOINT_INTERVAL` (seconds; 0 or absent: every epoch), the
-sub-epoch rungs under `REPORT_EPOCHS` (fractional epochs where the trial also evaluates and
-reports, so early stopping can judge an expensive trial before its first epoch ends) and
-the searcher's cost prediction under `metrics.PREDICTED_EPOCH_S` (reported back as is).
+The Tune config holds:
+- the experiment's fixed trial settings under "trial" and the searched hyperparameters as
+  flat keys, both decoded by `trainables.config.trial_from_ray` (the one decoder);
+- the checkpoint interval under `CHECKPOINT_INTERVAL` (seconds; 0 or absent: every epoch);
+- the sub-epoch rungs under `REPORT_EPOCHS`: fractional epochs where the trial also
+  evaluates and reports, so early stopping can judge an expensive trial early;
+- the searcher's cost prediction under `metrics.PREDICTED_EPOCH_S` (reported back as is).
+
 Module-level on purpose: Ray pickles it by reference, and OptunaSearch's state with it.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import tempfile
 import time
@@ -26,7 +27,7 @@ from ray import tune
 from trainables import metrics as M
 from trainables import run_files
 from trainables.checkpoint import restore_checkpoint, save_checkpoint
-from trainables.config import TrialConfig
+from trainables.config import trial_from_ray
 from trainables.engine import Trainer, TrainingDiverged
 
 CHECKPOINT_INTERVAL = "checkpoint_interval_s"
@@ -34,28 +35,6 @@ REPORT_EPOCHS = "report_epochs"
 
 log = logging.getLogger(__name__)
 
-# Searchable hyperparameter -> (section, field) of TrialConfig it overrides.
-SEARCHABLE: dict[str, tuple[str, str]] = {
-    M.DEPTH: ("model", "depth"),
-    M.WIDTH: ("model", "width"),
-    M.METHOD: ("training", "method"),
-    M.TRAIN_EPS: ("training", "eps"),
-    M.TRAIN_STEPS: ("training", "steps"),
-    M.PEAK_LR: ("training", "lr"),
-    M.WEIGHT_DECAY: ("training", "weight_decay"),
-}
-
-
-def trial_config(config: dict[str, Any]) -> TrialConfig:
-    """The TrialConfig of one trial: the fixed settings with the sampled values applied."""
-    base = TrialConfig.from_dict(config.get("trial", {}))
-    sections: dict[str, dict[str, Any]] = {}
-    for key, value in config.items():
-        if key in SEARCHABLE:
-            section, name = SEARCHABLE[key]
-            sections.setdefault(section, {})[name] = value
-    changes = {s: dataclasses.replace(getattr(base, s), **f) for s, f in sections.items()}
-    return dataclasses.replace(base, **changes)
 
 
 def _limit_resources() -> float:
@@ -82,7 +61,7 @@ def train_wrn(config: dict[str, Any]) -> None:
     if marker.exists():
         raise TrainingDiverged(f"{marker.read_text()} (not retried: it would diverge again)")
     gpu_share = _limit_resources()
-    cfg = trial_config(config)
+    cfg = trial_from_ray(config)
     facts = {M.GPU_SHARE: gpu_share, M.PREDICTED_EPOCH_S: config.get(M.PREDICTED_EPOCH_S)}
     points = report_points(cfg.training.epochs, config.get(REPORT_EPOCHS, ()))
     try:
