@@ -4,15 +4,14 @@ Works on a run directory alone: no Ray, no `search`. Imports pandas, numpy, matp
 `models` and `trainables` only.
 """
 
+from analysis.dominance import hypervolume_2d, non_dominated_sort
 from analysis.load import Run, load_run
 from analysis.pareto import (
     Front,
     front,
     fronts,
-    hypervolume_2d,
     hypervolume_over_time,
     knee_point,
-    non_dominated_sort,
     pareto_front,
     reference_params,
 )

@@ -55,8 +55,9 @@ import plain_tune_search  # noqa: E402
 from _common import machine_facts  # noqa: E402
 from plain_tune_search import run as run_plain  # noqa: E402
 
+from analysis.dominance import hypervolume_2d  # noqa: E402
 from analysis.load import load_run  # noqa: E402
-from analysis.pareto import REF_PARAMS_FACTOR, hypervolume_2d, pareto_front  # noqa: E402
+from analysis.pareto import REF_PARAMS_FACTOR, pareto_front  # noqa: E402
 from models import count_parameters  # noqa: E402
 from search.cluster import quiet_ray, start_ray  # noqa: E402
 from search.spec import ExperimentSpec  # noqa: E402

@@ -17,6 +17,7 @@ from typing import Any
 
 from ray import tune
 
+from analysis.dominance import front_size
 from search.budget import BudgetClock
 from trainables import formats, run_files
 from trainables import metrics as M
@@ -124,15 +125,6 @@ def _error_line(trial: Any) -> str:
     except (OSError, TypeError):
         return "unknown error (no error file)"
 
-
-def front_size(points: list[tuple[int, float]]) -> int:
-    """Size of the non-dominated set of (params: min, accuracy: max) points."""
-    best = -1.0
-    size = 0
-    for _, acc in sorted(points, key=lambda p: (p[0], -p[1])):
-        if acc > best:
-            best, size = acc, size + 1
-    return size
 
 
 def status_line(trials: list, elapsed_s: float, budget_s: float) -> str:

@@ -33,7 +33,8 @@ from typing import Any
 
 import numpy as np
 
-from analysis.pareto import REF_PARAMS_FACTOR, expected_hypervolume_gain
+from analysis.dominance import expected_hypervolume_gain
+from analysis.pareto import REF_PARAMS_FACTOR
 from models import count_parameters
 from search.spec import Param, SpaceConfig
 from trainables import metrics as M

@@ -38,6 +38,7 @@ from ray.tune.experiment import Trial
 from ray.tune.result import EXPR_RESULT_FILE
 from ray.tune.schedulers import AsyncHyperBandScheduler, FIFOScheduler, TrialScheduler
 
+from analysis.dominance import crowding_distances, nondominated_ranks
 from search.budget import BudgetClock, seconds_to_finish
 from search.spec import SCHEDULERS
 from trainables import run_files
@@ -93,62 +94,14 @@ def _point(result: Mapping[str, Any], objectives: Sequence[tuple[str, str]]) -> 
     return tuple(out)
 
 
-def _nondominated_ranks(points: np.ndarray) -> np.ndarray:
-    """Pareto front index of every row (0 = non-dominated), all objectives minimised.
-
-    Rows with a NaN get the rank after the last real front: dominated by every real result.
-    Front peeling on a dominance matrix is O(n^2) memory, fine for a rung's few hundred trials.
-    """
-    ranks = np.zeros(len(points), dtype=int)
-    valid = ~np.isnan(points).any(axis=1)
-    real = points[valid]
-    dominates = (real[:, None, :] <= real[None, :, :]).all(axis=2) & (
-        real[:, None, :] < real[None, :, :]
-    ).any(axis=2)  # [i, j]: i dominates j
-    n_dominators = dominates.sum(axis=0)
-    remaining = np.ones(len(real), dtype=bool)
-    real_ranks = np.zeros(len(real), dtype=int)
-    rank = 0
-    while remaining.any():
-        front = remaining & (n_dominators == 0)
-        real_ranks[front] = rank
-        remaining &= ~front
-        n_dominators = n_dominators - dominates[front].sum(axis=0)
-        rank += 1
-    ranks[valid] = real_ranks
-    ranks[~valid] = rank
-    return ranks
-
-
-def _crowding_distances(points: np.ndarray, ranks: np.ndarray) -> np.ndarray:
-    """NSGA-II crowding distance inside each front; a front's ends are infinitely far.
-
-    The NaN tail has no geometry: its rows all get 0, so they tie among themselves.
-    """
-    crowding = np.zeros(len(points))
-    for rank in np.unique(ranks):
-        members = np.flatnonzero(ranks == rank)
-        front = points[members]
-        if np.isnan(front).any():
-            continue
-        for m in range(points.shape[1]):
-            order = np.argsort(front[:, m], kind="stable")
-            values = front[order, m]
-            crowding[members[order[[0, -1]]]] = math.inf
-            span = values[-1] - values[0]
-            if len(members) > 2 and span > 0:
-                crowding[members[order[1:-1]]] += (values[2:] - values[:-2]) / span
-    return crowding
-
-
 def _in_top_fraction(points: np.ndarray, index: int, reduction_factor: float) -> bool:
     """Whether row `index` is among the best ceil(n / rf) rows by (rank, -crowding).
 
     Exact ties favour the row being decided, as Ray's ASHA continues a result equal to its
     cutoff: the first results at a rung all tie with nothing and continue.
     """
-    ranks = _nondominated_ranks(points)
-    crowding = _crowding_distances(points, ranks)
+    ranks = nondominated_ranks(points)
+    crowding = crowding_distances(points, ranks)
     better = (ranks < ranks[index]) | ((ranks == ranks[index]) & (crowding > crowding[index]))
     return int(better.sum()) < math.ceil(len(points) / reduction_factor)
 
@@ -210,6 +163,17 @@ class _Decisions:
                     trial.trial_id, rest, self._clock.remaining_s if self._clock else 0)
         return TrialScheduler.STOP
 
+
+
+def _rungs_text(summary: list[dict[str, Any]], time_attr: str) -> str:
+    """One line per bracket of a `rung_summary`, for Ray's progress output."""
+    brackets: dict[int, list[str]] = {}
+    for r in summary:
+        brackets.setdefault(r["bracket"], []).append(
+            f"{time_attr} {r['milestone']:g}: {r['recorded']} recorded, {r['stopped']} stopped, "
+            f"{r['within_noise']} kept within noise")
+    return "\n".join(f"Bracket {i}: {' | '.join(lines)}" for i, lines in brackets.items()) or (
+        "no rungs below max_t")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -474,18 +438,13 @@ class MOASHAScheduler(_Decisions, FIFOScheduler):
 
     def debug_string(self) -> str:
         names = ", ".join(f"{name} {mode}" for name, mode in self._objectives)
-        lines = [f"Using MO-ASHA ({names}): num_stopped={self._num_stopped}"]
-        for index, bracket in enumerate(self._brackets):
-            rungs = " | ".join(
-                f"{self._time_attr} {r.milestone:g}: {len(r.points)} recorded, {r.stopped} "
-                f"stopped, {r.within_noise} kept within noise"
-                for r in bracket.rungs
-            )
-            lines.append(f"Bracket {index}: {rungs or 'no rungs below max_t'}")
-        return "\n".join(lines)
+        return f"Using MO-ASHA ({names}): num_stopped={self._num_stopped}\n" + _rungs_text(
+            self.rung_summary(), self._time_attr)
 
     def rung_summary(self) -> list[dict[str, Any]]:
-        """Per bracket and rung, ascending: how many results were recorded, stopped, continued.
+        """Per bracket and rung, ascending: how many results were recorded, stopped, continued
+        (and continued within noise), in memory, for Ray's progress output (`debug_string`).
+        The run's record of every decision is rungs.jsonl, which the report reads.
 
         `recorded` can exceed stopped + continued: final results recorded on completion and
         replayed results whose decision cannot be told (see `_inferred_decision`).
@@ -666,6 +625,10 @@ class RecordingASHAScheduler(_Decisions, AsyncHyperBandScheduler):
 
     def on_trial_remove(self, tune_controller: TuneController | None, trial: Trial) -> None:
         self._trial_info.pop(trial.trial_id, None)
+
+    def debug_string(self) -> str:
+        return f"Using ASHA on {self._metric}: num_stopped={self._num_stopped}\n" + _rungs_text(
+            self.rung_summary(), self._time_attr)
 
     def rung_summary(self) -> list[dict[str, Any]]:
         """As `MOASHAScheduler.rung_summary`: Ray's rungs below max_t, ascending."""

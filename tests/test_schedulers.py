@@ -6,26 +6,23 @@ import json
 import math
 import pickle
 import sys
-from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import pytest
 import ray
 import ray.cloudpickle as cloudpickle
-from hypothesis import given, settings
-from hypothesis import strategies as st
 from ray import tune
 from ray.train._internal.storage import StorageContext
 from ray.tune.experiment import Trial
 from ray.tune.schedulers import AsyncHyperBandScheduler, FIFOScheduler, TrialScheduler
+from test_dominance import brute_ranks
 
+from analysis.dominance import nondominated_ranks
 from search.schedulers import (
     SCHEDULERS,
     MOASHAScheduler,
     RecordingASHAScheduler,
-    _crowding_distances,
-    _nondominated_ranks,
     build_scheduler,
     milestones,
     noise_margin,
@@ -62,26 +59,6 @@ def _report(scheduler: TrialScheduler, epoch: float, acc: float | None, params: 
     trial = _trial()
     scheduler.on_trial_add(None, trial)
     return scheduler.on_trial_result(None, trial, _result(epoch, acc, params))
-
-
-def _dominates(a: Sequence[float], b: Sequence[float]) -> bool:
-    """(acc, params): a is at least as accurate and as small, and better in one."""
-    return a[0] >= b[0] and a[1] <= b[1] and (a[0] > b[0] or a[1] < b[1])
-
-
-def _brute_ranks(points: Sequence[Sequence[float]]) -> list[int]:
-    remaining = set(range(len(points)))
-    ranks = [0] * len(points)
-    rank = 0
-    while remaining:
-        front = {
-            i for i in remaining if not any(_dominates(points[j], points[i]) for j in remaining)
-        }
-        for i in front:
-            ranks[i] = rank
-        remaining -= front
-        rank += 1
-    return ranks
 
 
 # --- rungs ------------------------------------------------------------------------------------
@@ -177,17 +154,8 @@ def test_crowding_distance_breaks_ties_inside_a_rank() -> None:
             _report(mo, 1, acc, params)
         decisions[name] = _report(mo, 1, *new)
         points = np.array([(-a, p) for a, p in [*recorded, new]])
-        assert _nondominated_ranks(points).tolist() == [0] * 5  # not a rank difference
+        assert nondominated_ranks(points).tolist() == [0] * 5  # not a rank difference
     assert decisions == {"sparse": CONTINUE, "crowded": STOP}
-
-
-def test_crowding_distance_values_on_a_small_front() -> None:
-    points = np.array([[0.0, 4.0], [1.0, 3.0], [3.0, 1.0], [4.0, 0.0], [5.0, 5.0]])
-    ranks = _nondominated_ranks(points)
-    assert ranks.tolist() == [0, 0, 0, 0, 1]
-    crowding = _crowding_distances(points, ranks)
-    # Interior: (3 - 0) / 4 per objective, twice; ends infinite; a lone front is infinite too.
-    assert crowding.tolist() == [math.inf, 1.5, 1.5, math.inf, math.inf]
 
 
 @pytest.mark.parametrize(
@@ -234,7 +202,7 @@ def test_quota_is_top_half_against_brute_force_ranks() -> None:
         point = (float(rng.random()), float(rng.integers(10_000, 10_000_000)))
         decision = _report(mo, 1, *point)
         seen.append(point)
-        ranks = _brute_ranks(seen)
+        ranks = brute_ranks(np.array(seen), (True, False))
         mine, others = ranks[-1], ranks[:-1]
         quota = math.ceil(len(seen) / 2)
         if decision == CONTINUE:
@@ -244,25 +212,6 @@ def test_quota_is_top_half_against_brute_force_ranks() -> None:
             assert sum(r <= mine for r in others) >= quota  # enough at its rank or better
     assert 0.40 <= continued / len(seen) <= 0.65
     assert mo.rung_summary()[0]["continued"] == continued
-
-
-@settings(max_examples=60, deadline=None)
-@given(
-    st.lists(
-        st.tuples(
-            st.sampled_from([0.1, 0.2, 0.5, 0.9, math.nan]), st.sampled_from([1.0, 2.0, 5.0])
-        ),
-        min_size=1,
-        max_size=12,
-    )
-)
-def test_nondominated_ranks_match_brute_force(points: list[tuple[float, float]]) -> None:
-    real = [i for i, (acc, _) in enumerate(points) if not math.isnan(acc)]
-    brute = _brute_ranks([points[i] for i in real])
-    got = _nondominated_ranks(np.array([(-a, p) for a, p in points]))
-    assert [int(got[i]) for i in real] == brute
-    tail = max(brute, default=-1) + 1
-    assert all(int(got[i]) == tail for i, (a, _) in enumerate(points) if math.isnan(a))
 
 
 # --- fidelity ---------------------------------------------------------------------------------
