@@ -7,29 +7,38 @@ read from the run directory (no Ray); every accuracy is a validation-split numbe
 
 from __future__ import annotations
 
-import html
 import importlib.util
 import json
 import logging
-import re
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
-from matplotlib.figure import Figure
 
 from analysis import plots
+from analysis.document import (
+    Block,
+    Code,
+    Details,
+    Facts,
+    Heading,
+    Para,
+    Plot,
+    Table,
+    write_html,
+    write_markdown,
+)
 from analysis.load import OUTCOMES, STATUSES, Evaluation, Run, load_run, read_evaluation
 from analysis.pareto import Front, fronts, hypervolume_over_time
 from analysis.pareto import reference_params as _reference_params
 from analysis.published import AUTOATTACK, EVALUATIONS, PublishedPoint, published_for
+from analysis.report_evaluation import evaluation_sections, evaluation_table
 from analysis.spend import cost_error, rung_table, spend_table, unfinished_spend
 from trainables import metrics
 from trainables.config import ConfigError, fail
-from trainables.evaluation import TEST_CLEAN_ACC, check_status, checks_summary, checks_verdict, strong_acc_key
+from trainables.evaluation import TEST_CLEAN_ACC, strong_acc_key
 from trainables.formats import duration, eps_label, eps_text, number, params, percent, whole
 
 logger = logging.getLogger(__name__)
@@ -44,57 +53,6 @@ SPLIT_STATEMENT_EVALUATED = (
     "except the section \"Test-split evaluation (strong attacks)\" and the columns named "
     "\"test\", which come from the test split (never used for selection)."
 )
-EVALUATION_TITLE = "Test-split evaluation (strong attacks)"
-
-
-# ---------------------------------------------------------------- document blocks
-
-
-@dataclass
-class Heading:
-    level: int
-    text: str
-
-
-@dataclass
-class Para:
-    text: str  # plain text; `backticks` become code
-    css: str = ""
-
-
-@dataclass
-class Facts:
-    items: list[tuple[str, str]]
-
-
-@dataclass
-class Table:
-    headers: list[str]
-    rows: list[list[str]]
-    numeric: list[bool]
-    marked: set[int] = field(default_factory=set)  # rows to highlight (the knee)
-
-
-@dataclass
-class Plot:
-    name: str  # file stem of the PNG, id prefix of the SVG
-    figure: Figure
-    caption: str
-    tips: dict[str, str] = field(default_factory=dict)
-
-
-@dataclass
-class Code:
-    text: str
-
-
-@dataclass
-class Details:
-    summary: str
-    blocks: list[Any]
-
-
-Block = Heading | Para | Facts | Table | Plot | Code | Details
 
 
 # ---------------------------------------------------------------- public entry point
@@ -125,9 +83,9 @@ def write_report(
     if "html" in chosen or "md" in chosen:
         blocks = _document(run, all_fronts, ref_reason, evaluation)
         if "md" in chosen:
-            written += _write_markdown(run, blocks, out)
+            written += write_markdown(blocks, out)
         if "html" in chosen:
-            written.append(_write_html(run, blocks, out))
+            written.append(write_html(f"wrn-search report: {run.name}", blocks, out))
     logger.info("report of %s: %d files in %s", run.name, len(written), out)
     return written
 
@@ -351,182 +309,6 @@ def _published_blocks(f: Front, published: Sequence[PublishedPoint]) -> list[Blo
     ]
 
 
-# ---------------------------------------------------------------- test-split evaluation
-
-_ATTACK_COLUMNS = (("search_pgd", "test search PGD"), ("fgsm", "test FGSM"),
-                   ("pgd", "test strong PGD"), ("autoattack", "test AutoAttack"))
-
-
-def evaluation_table(evaluation: Evaluation) -> pd.DataFrame:
-    """One row per (evaluated model, eval epsilon): validation (search-time) and test figures."""
-    rows = []
-    for r in evaluation.records:
-        search = r.get("search") or {}
-        for key, e in (r.get("per_eps") or {}).items():
-            eps = float(e.get("eps", np.nan))
-            attacks = e.get("attacks") or {}
-            val = search.get(metrics.best_robust_acc_key(eps)) if np.isfinite(eps) else None
-            row = {
-                "trial_id": r["trial_id"], "wrn": r.get("wrn"), "params": r.get("params"),
-                "eps": eps, "eps_label": e.get("label", key), "test_n": r.get("n"),
-                "test_n_total": r.get("n_total"), "search_attack": search.get("attack"),
-                "val_clean_acc": search.get(metrics.BEST_VAL_CLEAN_ACC),
-                "val_search_robust_acc": val, "test_clean_acc": r.get(TEST_CLEAN_ACC),
-            }
-            for name, _ in _ATTACK_COLUMNS:
-                row[f"test_{name}_acc"] = (attacks.get(name) or {}).get("acc")
-                row[f"test_{name}_label"] = (attacks.get(name) or {}).get("label")
-            row["test_strong_acc"] = e.get("robust_acc")
-            row["drop_val_to_test_strong"] = (
-                val - e["robust_acc"] if val is not None and e.get("robust_acc") is not None
-                else None)
-            checks = r.get("checks") or []
-            row["checks"] = checks_verdict(check_status(c.get("passed")) for c in checks)
-            row["checks_not_run"] = ", ".join(str(c.get("name")) for c in checks
-                                              if c.get("passed") is None)
-            row["gradient_masking_suspected"] = r.get("gradient_masking_suspected")
-            rows.append(row)
-    return pd.DataFrame(rows)
-
-
-def _evaluation_sections(run: Run, evaluation: Evaluation) -> list[Block]:
-    records = evaluation.records
-    blocks: list[Block] = [Heading(2, EVALUATION_TITLE), Para(_evaluation_intro(records),
-                                                              css="split")]
-    masked = [f"{r.get('wrn')} ({r['trial_id']})" for r in records
-              if r.get("gradient_masking_suspected")]
-    if masked:
-        blocks.append(Para("GRADIENT MASKING SUSPECTED for " + ", ".join(masked) + ": the "
-                           "checks below failed in a way that gradient masking produces; "
-                           "treat these robust accuracies as upper bounds.", css="banner"))
-    blocks += [Heading(3, "Search-time vs strong robust accuracy"), _side_by_side(evaluation)]
-    blocks += [Heading(3, "Sanity checks (Carlini et al. 2019)"), Para(
-        "Automated checks from Carlini et al. 2019, \"On Evaluating Adversarial Robustness\", "
-        "plus AutoAttack's zero-gradient and Square checks. Each check passed, failed, or was "
-        "not run (it needs an attack that was not asked for); a check that did not run is "
-        "never counted as passed, and each model's verdict names the checks it rests on. "
-        "Comparisons of two accuracies allow for noise: two binomial standard errors plus one "
-        "image. A failure marked \"masking\" is the kind gradient masking produces."),
-        Para(_thresholds(records)), _verdict_table(records), _checks_table(records)]
-    blocks += [Heading(3, "Accuracy vs epsilon"),
-               Plot("evaluation_curves", plots.evaluation_curves_figure(records),
-                    "Test-split accuracy under the curve attack at each epsilon (lines) and "
-                    "the strong figure at the run's eval epsilons (crosses).")]
-    blocks += [Heading(3, "Transferability"), *_transfer_blocks(evaluation.transfer)]
-    corrupted = [r for r in records if isinstance(r.get("corruptions"), dict)]
-    if corrupted:
-        blocks += [Heading(3, "Destruction rate under input transformations"),
-                   Para("Kurakin et al. 2017: of the test images the model classifies "
-                        "correctly and whose adversarial version (first eval epsilon) fools "
-                        "it, the share the transformation makes correct again. \"clean acc\" "
-                        "is the accuracy on transformed clean images."),
-                   _corruption_table(corrupted)]
-    return blocks
-
-
-def _evaluation_intro(records: Sequence[dict[str, Any]]) -> str:
-    sizes = sorted({(r.get("n"), r.get("n_total")) for r in records}, key=str)
-    images = "; ".join(f"{n} of {total} test images" + (" (a subset, --n)" if n != total else "")
-                       for n, total in sizes)
-    aa = sorted({str(r["autoattack"]) for r in records if r.get("autoattack")})
-    aa_text = ("AutoAttack: " + "; ".join(aa) + "." if aa else
-               "AutoAttack was not run: the strong figures are PGD-only bounds.")
-    return ("Test split, " + images + ", attacked by `wrn-search evaluate` on each model's "
-            "best-validation checkpoint. Validation figures (the search-time PGD that selected "
-            "the model) stand beside test figures; the test split was never used for "
-            "selection. \"Strong\" is the per-example minimum over every attack run: an image "
-            "counts as robust only if no attack fooled the model on it. " + aa_text)
-
-
-def _side_by_side(evaluation: Evaluation) -> Table:
-    table = evaluation_table(evaluation)
-    headers = ["WRN", "trial", "eps", "val clean", "val search PGD", "test clean",
-               *[h for _, h in _ATTACK_COLUMNS], "test strong", "val → test strong"]
-    rows = []
-    for _, r in table.iterrows():
-        label = f" ({r['search_attack']})" if r.get("search_attack") else ""
-        drop = r["drop_val_to_test_strong"]
-        rows.append([
-            str(r["wrn"]), str(r["trial_id"]), str(r["eps_label"]),
-            percent(r["val_clean_acc"]), percent(r["val_search_robust_acc"]) + label,
-            percent(r["test_clean_acc"]),
-            *[_attack_cell(r, name) for name, _ in _ATTACK_COLUMNS],
-            percent(r["test_strong_acc"]),
-            "—" if drop is None or pd.isna(drop) else f"{100 * (0.0 - drop):+.1f} pts",
-        ])
-    numeric = [False, False, False] + [True] * (len(headers) - 3)
-    return Table(headers, rows, numeric)
-
-
-def _attack_cell(row: pd.Series, name: str) -> str:
-    acc, label = row.get(f"test_{name}_acc"), row.get(f"test_{name}_label")
-    if acc is None or pd.isna(acc):
-        return "not run"
-    return f"{percent(acc)} ({label})"
-
-
-def _thresholds(records: Sequence[dict[str, Any]]) -> str:
-    """The thresholds the checks used, as stored with each record (they are configurable)."""
-    texts = set()
-    for r in records:
-        suite = r.get("suite") or {}
-        if "gap_threshold" in suite and "large_eps_max_acc" in suite:
-            texts.add(f"search-time PGD at most {percent(suite['gap_threshold'])} (plus one image) "
-                      f"above the strong figure; at most {percent(suite['large_eps_max_acc'])} "
-                      "accuracy (and at least one image) at the largest curve epsilon")
-    if not texts:
-        return "Thresholds: as stored with each record."
-    return ("Thresholds: " + "; ".join(sorted(texts)) + ". Honest PGD-to-AutoAttack gaps are "
-            "3-6 points, and an untargeted attack at 128/255 fools about every image, so "
-            "chance level would let a broken attack pass.")
-
-
-def _verdict_table(records: Sequence[dict[str, Any]]) -> Table:
-    rows = [[f"{r.get('wrn')} ({r['trial_id']})", checks_summary(r.get("checks") or [])
-             + ("; GRADIENT MASKING SUSPECTED" if r.get("gradient_masking_suspected") else "")]
-            for r in records]
-    return Table(["model", "verdict"], rows, [False, False])
-
-
-def _checks_table(records: Sequence[dict[str, Any]]) -> Table:
-    rows = []
-    for r in records:
-        for c in r.get("checks") or []:
-            passed = c.get("passed")
-            verdict = "not run" if passed is None else "PASS" if passed else (
-                "FAIL (masking)" if c.get("masking") else "FAIL")
-            rows.append([f"{r.get('wrn')} ({r['trial_id']})", str(c.get("title")), verdict,
-                         str(c.get("detail"))])
-    return Table(["model", "check", "verdict", "numbers"], rows, [False] * 4)
-
-
-def _transfer_blocks(transfer: dict[str, Any] | None) -> list[Block]:
-    if not transfer:
-        return [Para("No transfer matrix yet.")]
-    names = [f"{w} ({t})" for w, t in zip(transfer["wrn"], transfer["trials"], strict=True)]
-    rows = [[names[i], *[percent(v) + (" (white-box)" if i == j else "") for j, v in enumerate(row)]]
-            for i, row in enumerate(transfer["matrix"])]
-    return [Para(f"Test split, {transfer['n']} images, {transfer['eps_label']}: row = model the "
-                 "adversarial inputs were crafted on (its worst case over every attack), "
-                 "column = model evaluated; cells are accuracy. The diagonal is each model's "
-                 "own white-box robust accuracy; off the diagonal, higher means the attack "
-                 "transfers less (Szegedy et al. 2014)."),
-            Table(["crafted on (row) / evaluated on (column)", *names], rows,
-                  [False] + [True] * len(names))]
-
-
-def _corruption_table(records: Sequence[dict[str, Any]]) -> Table:
-    rows = []
-    for r in records:
-        for name, c in r["corruptions"].items():
-            rate = c.get("rate")
-            rows.append([f"{r.get('wrn')} ({r['trial_id']})", str(c.get("label", name)),
-                         str(c.get("adversarial")), str(c.get("destroyed")),
-                         "—" if rate is None else percent(rate), percent(c.get("clean_acc"))])
-    return Table(["model", "transformation", "adversarial images", "destroyed",
-                  "destruction rate", "clean acc"], rows, [False, False, True, True, True, True])
-
-
 def _progress_sections(run: Run, all_fronts: Sequence[Front]) -> list[Block]:
     robust = [f for f in all_fronts if f.eps is not None]
     start = _run_start(run)
@@ -678,7 +460,7 @@ def _document(run: Run, all_fronts: Sequence[Front], ref_reason: str,
     blocks += _headline(run, all_fronts, ref_reason, evaluated=evaluation is not None)
     blocks += _front_sections(run, all_fronts)
     if evaluation is not None:
-        blocks += _evaluation_sections(run, evaluation)
+        blocks += evaluation_sections(run, evaluation)
     blocks += _progress_sections(run, all_fronts)
     blocks += _spend_sections(run)
     blocks += _rung_section(run)
@@ -689,130 +471,3 @@ def _document(run: Run, all_fronts: Sequence[Front], ref_reason: str,
     return blocks
 
 
-# ---------------------------------------------------------------- renderers
-
-_CSS = """
-body { font: 14px/1.45 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif;
-       color: #222; max-width: 1080px; margin: 2em auto; padding: 0 1.2em; }
-h1 { font-size: 1.6em; margin-bottom: .3em; }
-h2 { font-size: 1.25em; border-bottom: 1px solid #ddd; padding-bottom: .2em; margin-top: 2em; }
-h3 { font-size: 1.05em; margin-top: 1.5em; }
-table { border-collapse: collapse; margin: .6em 0 1.2em; font-size: 13px; }
-th, td { padding: .25em .7em; border-bottom: 1px solid #e4e4e4; text-align: left;
-         vertical-align: top; }
-th { background: #f4f6f8; font-weight: 600; }
-td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; }
-tr.marked td { background: #fff4e0; }
-table.facts th { background: none; width: 11em; }
-.banner { background: #fff3cd; border: 1px solid #e0b000; color: #5c4400; padding: .6em 1em;
-          font-weight: 600; border-radius: 4px; }
-.split { background: #eef4fb; border-left: 4px solid #1f5fa8; padding: .5em 1em; }
-figure { margin: .5em 0 1em; }
-figure svg { max-width: 100%; height: auto; }
-figcaption { color: #555; font-size: 12.5px; }
-pre { background: #f6f8fa; padding: .8em; overflow-x: auto; font-size: 12px; }
-code { background: #f2f2f2; padding: 0 .25em; border-radius: 3px; }
-details summary { cursor: pointer; margin: .5em 0; }
-"""
-
-
-def _inline(text: str) -> str:
-    return re.sub(r"`([^`]+)`", r"<code>\1</code>", html.escape(text))
-
-
-def _html_table(t: Table, css: str = "") -> str:
-    def cell(tag: str, text: str, numeric: bool) -> str:
-        cls = ' class="num"' if numeric else ""
-        return f"<{tag}{cls}>{html.escape(text)}</{tag}>"
-
-    head = "".join(cell("th", h, n) for h, n in zip(t.headers, t.numeric, strict=True))
-    body = []
-    for i, row in enumerate(t.rows):
-        cls = ' class="marked"' if i in t.marked else ""
-        cells = "".join(cell("td", v, n) for v, n in zip(row, t.numeric, strict=True))
-        body.append(f"<tr{cls}>{cells}</tr>")
-    cls = f' class="{css}"' if css else ""
-    return f"<table{cls}><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
-
-
-def _html_block(block: Block, svg: Callable[[Plot], str]) -> str:
-    if isinstance(block, Heading):
-        anchor = re.sub(r"[^a-z0-9]+", "-", block.text.lower()).strip("-")
-        return f'<h{block.level} id="{anchor}">{html.escape(block.text)}</h{block.level}>'
-    if isinstance(block, Para):
-        cls = f' class="{block.css}"' if block.css else ""
-        return f"<p{cls}>{_inline(block.text)}</p>"
-    if isinstance(block, Facts):
-        rows = "".join(f"<tr><th>{html.escape(k)}</th><td>{_inline(v)}</td></tr>"
-                       for k, v in block.items)
-        return f'<table class="facts"><tbody>{rows}</tbody></table>'
-    if isinstance(block, Table):
-        return _html_table(block)
-    if isinstance(block, Plot):
-        return (f"<figure>{svg(block)}<figcaption>{_inline(block.caption)}"
-                "</figcaption></figure>")
-    if isinstance(block, Code):
-        return f"<pre>{html.escape(block.text)}</pre>"
-    inner = "\n".join(_html_block(b, svg) for b in block.blocks)
-    return f"<details><summary>{html.escape(block.summary)}</summary>{inner}</details>"
-
-
-def _write_html(run: Run, blocks: Sequence[Block], out: Path) -> Path:
-    def svg(plot: Plot) -> str:
-        return plots.to_inline_svg(plot.figure, prefix=f"{plot.name}-", tooltips=plot.tips)
-
-    body = "\n".join(_html_block(b, svg) for b in blocks)
-    page = (
-        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
-        '<meta name="viewport" content="width=device-width, initial-scale=1">'
-        f"<title>wrn-search report: {html.escape(run.name)}</title>"
-        f"<style>{_CSS}</style></head>\n<body>\n{body}\n</body></html>\n"
-    )
-    path = out / "report.html"
-    path.write_text(page, encoding="utf-8")
-    return path
-
-
-def _md_escape(text: str) -> str:
-    return text.replace("|", "\\|").replace("\n", " ")
-
-
-def _md_table(t: Table) -> str:
-    lines = ["| " + " | ".join(_md_escape(h) or " " for h in t.headers) + " |",
-             "|" + "|".join("---:" if n else "---" for n in t.numeric) + "|"]
-    for i, row in enumerate(t.rows):
-        cells = [_md_escape(v) for v in row]
-        if i in t.marked:
-            cells = [f"**{c}**" if c else c for c in cells]
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
-
-
-def _md_block(block: Block, png: Callable[[Plot], str]) -> str:
-    if isinstance(block, Heading):
-        return f"{'#' * block.level} {block.text}"
-    if isinstance(block, Para):
-        return f"> **{block.text}**" if block.css == "banner" else (
-            f"> {block.text}" if block.css else block.text)
-    if isinstance(block, Facts):
-        return "\n".join(f"- **{k}**: {v}" for k, v in block.items)
-    if isinstance(block, Table):
-        return _md_table(block)
-    if isinstance(block, Plot):
-        return f"![{block.caption}]({png(block)})\n\n*{block.caption}*"
-    if isinstance(block, Code):
-        return f"```json\n{block.text}\n```"
-    return f"**{block.summary}**\n\n" + "\n\n".join(_md_block(b, png) for b in block.blocks)
-
-
-def _write_markdown(run: Run, blocks: Sequence[Block], out: Path) -> list[Path]:
-    images: list[Path] = []
-
-    def png(plot: Plot) -> str:
-        images.append(plots.to_png(plot.figure, out / f"{plot.name}.png"))
-        return images[-1].name
-
-    text = "\n\n".join(_md_block(b, png) for b in blocks) + "\n"
-    path = out / "report.md"
-    path.write_text(text, encoding="utf-8")
-    return [path, *images]
