@@ -82,8 +82,9 @@ from trainables.config import (
     TrainingConfig,
     TrialConfig,
 )
-from trainables.data import BatchLoader, DatasetSplits, Split, load_dataset
+from trainables.data import DatasetSplits, Split, load_dataset  # noqa: E402
 from trainables.engine import Trainer, build_lr_schedule, resolve_device
+from trainables.loader import BatchLoader
 
 H100_SXM_BF16_DENSE_TFLOPS = 989.0
 VAL_IMAGES = 10  # the smallest validation split the config allows; never evaluated here

@@ -12,16 +12,10 @@ import pytest
 import torch
 from PIL import Image
 
-from trainables import data
+from trainables import data, data_sources
 from trainables.config import ConfigError, DataConfig
-from trainables.data import (
-    BatchLoader,
-    DataNotFoundError,
-    Split,
-    default_data_dir,
-    load_dataset,
-    random_crop_flip,
-)
+from trainables.data import DataNotFoundError, Split, default_data_dir, load_dataset
+from trainables.loader import BatchLoader, random_crop_flip
 
 CLASSES = ("ant", "bee", "cat")  # written in another order below; labels follow sorted names
 TRAIN_PER_CLASS = 16
@@ -228,7 +222,7 @@ def test_decoded_arrays_are_cached_and_reused(
     assert len(cached) == 1
     assert not list((_private_cache / "cache").glob("*.tmp"))
 
-    monkeypatch.setattr(data, "_decode_images", _fail)
+    monkeypatch.setattr(data_sources, "_decode_images", _fail)
     second = load_dataset(_cfg(archive, val_size=12), with_test=True)
     assert torch.equal(first.train.x, second.train.x) and first.classes == second.classes
     assert first.test is not None and second.test is not None
@@ -244,7 +238,7 @@ def test_cache_of_a_folder_notices_a_new_image(
     folder: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     load_dataset(_cfg(folder, val_size=12))
-    monkeypatch.setattr(data, "_decode_images", _fail)
+    monkeypatch.setattr(data_sources, "_decode_images", _fail)
     load_dataset(_cfg(folder, val_size=12))  # unchanged: from the cache
     (folder / "train" / "bee" / "0099.png").write_bytes(_png(1, 99))
     with pytest.raises(AssertionError, match="decoded again"):

@@ -24,7 +24,8 @@ from trainables import formats
 from trainables import metrics as M
 from trainables.attacks import FGSM, FGSMRS, L2PGD, PGD, Attack, predict, robust_correct
 from trainables.config import ConfigError, TrainingConfig, TrialConfig, hyperparameters
-from trainables.data import BatchLoader, DatasetSplits, load_dataset
+from trainables.data import DatasetSplits, load_dataset
+from trainables.loader import BatchLoader
 
 log = logging.getLogger(__name__)
 
