@@ -29,8 +29,8 @@ from analysis.load import Run
 from analysis.pareto import Front
 from analysis.published import AUTOATTACK, EVALUATIONS, PGD10, PublishedPoint
 from trainables import metrics
-from trainables.evaluation import TEST_N, strong_acc_key
 from trainables.formats import eps_label, eps_text, params, percent, whole
+from trainables.metrics import TEST_N, strong_acc_key
 
 FRONT_COLOR = "#1f5fa8"
 COMPLETE_COLOR = "#9dbce3"

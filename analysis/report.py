@@ -38,8 +38,8 @@ from analysis.report_evaluation import evaluation_sections, evaluation_table
 from analysis.spend import cost_error, rung_table, spend_table, unfinished_spend
 from trainables import metrics
 from trainables.config import ConfigError, fail
-from trainables.evaluation import TEST_CLEAN_ACC, strong_acc_key
 from trainables.formats import duration, eps_label, eps_text, number, params, percent, whole
+from trainables.metrics import TEST_CLEAN_ACC, strong_acc_key
 
 logger = logging.getLogger(__name__)
 

@@ -14,8 +14,9 @@ from analysis import plots
 from analysis.document import Block, Heading, Para, Plot, Table
 from analysis.load import Evaluation, Run
 from trainables import metrics
-from trainables.evaluation import TEST_CLEAN_ACC, check_status, checks_summary, checks_verdict
+from trainables.evaluation import check_status, checks_summary, checks_verdict
 from trainables.formats import percent
+from trainables.metrics import TEST_CLEAN_ACC
 
 EVALUATION_TITLE = "Test-split evaluation (strong attacks)"
 

@@ -48,13 +48,12 @@ from trainables.evaluation import (
     check_autoattack_version,
     checks_summary,
     destruction_rates,
-    eps_text,
     estimate_text,
     evaluate_model,
     fingerprint,
     transfer_matrix,
 )
-from trainables.formats import duration, percent
+from trainables.formats import duration, eps_text, percent
 
 logger = logging.getLogger(__name__)
 
@@ -220,9 +219,7 @@ def _best_checkpoint(trial_dir: Path) -> Path | None:
 def _prepare(target: _Target, out: Path, base: SuiteConfig, n: int | None,
              datasets: dict[DataConfig, DatasetSplits]) -> _Job:
     cfg = TrialConfig.from_dict(load_file(target.checkpoint / run_files.BEST_FILE)["config"])
-    tm = cfg.threat_model
-    suite = replace(base, norm=tm.norm, epsilons=tm.epsilons, search_steps=tm.steps,
-                    search_restarts=tm.restarts)
+    suite = replace(base, threat_model=cfg.threat_model)
     split = _test_split(cfg.data, datasets)
     count = len(split.y) if n is None else min(n, len(split.y))
     record_path = out / f"{target.trial_id}.json"
@@ -328,8 +325,8 @@ def _record(target: _Target, cfg: TrialConfig, info: dict[str, Any], suite: Suit
         "autoattack": autoattack_description(suite) if "autoattack" in suite.attacks else None,
         "suite": suite.to_dict(),
         "fingerprint": wanted,
-        "search": {"split": "validation", "attack": f"PGD-{suite.search_steps}"
-                   + (f"x{suite.search_restarts}" if suite.search_restarts > 1 else ""),
+        "search": {"split": "validation", "attack": f"PGD-{suite.threat_model.steps}"
+                   + (f"x{suite.threat_model.restarts}" if suite.threat_model.restarts > 1 else ""),
                    **target.search},
         "device": str(dev),
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),

@@ -20,7 +20,7 @@ import torch
 from conftest import EXACT_FLOAT32, tf32_allowed, tf32_state, tiny_trial
 from torch import Tensor, nn
 
-import trainables.evaluation as evaluation
+import trainables.evaluation.suite as suite
 from analysis import load_run, write_report
 from analysis.load import read_evaluation
 from analysis.pareto import front
@@ -29,11 +29,21 @@ from search.evaluate import evaluate_run
 from trainables import metrics as M
 from trainables import run_files
 from trainables.checkpoint import save_checkpoint
-from trainables.config import ConfigError, TrialConfig
+from trainables.config import ConfigError, ThreatModel, TrialConfig
 from trainables.data import load_dataset
 from trainables.engine import Trainer
 from trainables.evaluation import (
     AUTOATTACK_COMPONENTS,
+    AttackOutcome,
+    EpsResult,
+    ModelEvaluation,
+    SuiteConfig,
+    autoattack_components,
+    evaluate_model,
+    sanity_checks,
+    transfer_matrix,
+)
+from trainables.metrics import (
     AUTOATTACK_KEY,
     FGSM_KEY,
     PGD_2RESTARTS_KEY,
@@ -41,24 +51,16 @@ from trainables.evaluation import (
     PGD_KEY,
     SEARCH_PGD_KEY,
     TEST_CHECKS,
-    AttackOutcome,
-    EpsResult,
-    ModelEvaluation,
-    SuiteConfig,
     attack_acc_key,
-    autoattack_components,
-    evaluate_model,
-    sanity_checks,
     strong_acc_key,
-    transfer_matrix,
 )
 
 EPS = 4 / 255
 N = 50
 # Seconds-long budgets; the search attack is PGD-10, as in the test.
-SMALL = SuiteConfig(epsilons=(EPS,), attacks=("pgd", "autoattack"), search_steps=10,
-                    pgd_steps=10, pgd_restarts=2, aa_iters=10, aa_queries=200, aa_targets=2,
-                    curve_steps=10, batch_size=N)
+SMALL = SuiteConfig(threat_model=ThreatModel(epsilons=(EPS,), steps=10),
+                    attacks=("pgd", "autoattack"), pgd_steps=10, pgd_restarts=2, aa_iters=10,
+                    aa_queries=200, aa_targets=2, curve_steps=10, batch_size=N)
 
 
 class Quantised(nn.Module):
@@ -187,8 +189,9 @@ def test_the_suite_never_touches_weights_grads_or_bn_statistics() -> None:
     x = torch.rand(8, 3, 32, 32)
     y = model.eval()(x).argmax(1)  # all clean-correct: every attack, FAB's .backward() too
     model.train()
-    suite = SuiteConfig(epsilons=(EPS,), attacks=("pgd", "autoattack"), pgd_steps=2,
-                        search_steps=2, aa_iters=3, aa_queries=5, aa_targets=1, curve_steps=2,
+    suite = SuiteConfig(threat_model=ThreatModel(epsilons=(EPS,), steps=2),
+                        attacks=("pgd", "autoattack"), pgd_steps=2,
+                        aa_iters=3, aa_queries=5, aa_targets=1, curve_steps=2,
                         curve_epsilons=(EPS,), batch_size=8)
     evaluate_model(model, x, y, suite, num_classes=10)
     assert model.training and all(m.training for m in model.modules())
@@ -320,7 +323,8 @@ class Noisy(nn.Module):
 def test_robust_means_clean_correct_unfooled_and_confirmed_by_the_recheck() -> None:
     gen = torch.Generator().manual_seed(1)
     x, y = torch.rand(200, 3, 8, 8, generator=gen), torch.randint(0, 2, (200,), generator=gen)
-    suite = SuiteConfig(epsilons=(EPS,), attacks=("pgd",), search_steps=2, pgd_steps=2,
+    suite = SuiteConfig(threat_model=ThreatModel(epsilons=(EPS,), steps=2), attacks=("pgd",),
+                        pgd_steps=2,
                         pgd_restarts=1, curve_steps=1, curve_epsilons=(EPS,), batch_size=200)
     ev = evaluate_model(Noisy(), x, y, suite, num_classes=2)
     (r,) = ev.per_eps
@@ -334,8 +338,9 @@ def test_evaluation_runs_in_exact_float32_and_restores_the_callers_setting(
     x, y = test_images
     seen: list[tuple[object, ...]] = []
     handle = model.register_forward_pre_hook(lambda m, args: seen.append(tf32_state()))
-    suite = SuiteConfig(epsilons=(EPS,), attacks=("pgd", "autoattack"), pgd_steps=2,
-                        search_steps=2, aa_iters=2, aa_queries=5, aa_targets=1, curve_steps=2,
+    suite = SuiteConfig(threat_model=ThreatModel(epsilons=(EPS,), steps=2),
+                        attacks=("pgd", "autoattack"), pgd_steps=2,
+                        aa_iters=2, aa_queries=5, aa_targets=1, curve_steps=2,
                         curve_epsilons=(EPS,), batch_size=N)
     try:
         with tf32_allowed() as caller:
@@ -394,7 +399,7 @@ def run_dir(tmp_path_factory: pytest.TempPathFactory,
     return run
 
 
-PGD_ONLY = SuiteConfig(search_steps=2, pgd_steps=5, pgd_restarts=2, curve_steps=5)
+PGD_ONLY = SuiteConfig(threat_model=ThreatModel(steps=2), pgd_steps=5, pgd_restarts=2, curve_steps=5)
 
 
 def _evaluate(run_dir: Path, lines: list[str], **kwargs: Any) -> list[str]:
@@ -508,7 +513,7 @@ def test_bad_input_is_a_one_line_config_error(run_dir: Path, kwargs: dict[str, A
 
 def test_an_untested_pyautoattack_fails_in_one_line(run_dir: Path, monkeypatch: pytest.MonkeyPatch,
                                                     capsys: pytest.CaptureFixture) -> None:
-    monkeypatch.setattr(evaluation, "autoattack_version", lambda: "0.3.1")
+    monkeypatch.setattr(suite, "autoattack_version", lambda: "0.3.1")
     with pytest.raises(ConfigError) as err:
         _evaluate(run_dir, [], attacks=["pgd", "autoattack"])
     message = str(err.value)
