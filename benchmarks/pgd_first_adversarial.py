@@ -45,8 +45,8 @@ from trainables.attacks import L2PGD, PGD, predict, robust_correct  # noqa: E402
 from trainables.checkpoint import load_best_model, load_file  # noqa: E402
 from trainables.config import TrialConfig  # noqa: E402
 from trainables.data import load_dataset  # noqa: E402
-from trainables.engine import resolve_device  # noqa: E402
 from trainables.run_files import BEST_FILE  # noqa: E402
+from trainables.trainer import resolve_device  # noqa: E402
 
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:

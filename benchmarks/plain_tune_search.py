@@ -34,7 +34,7 @@ from ray.tune.search.optuna import OptunaSearch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from trainables.config import TrialConfig  # noqa: E402
-from trainables.engine import Trainer  # noqa: E402
+from trainables.trainer import Trainer  # noqa: E402
 
 
 def train(config: dict[str, Any]) -> None:

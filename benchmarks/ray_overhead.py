@@ -1,7 +1,7 @@
 """What running trials through the project's Ray Tune search costs, against a bare loop.
 
 Two measurements, both through the project's own code path (`search.tuner.run_search` with an
-`ExperimentSpec` and the real `trainables.trainable.train_wrn`), so what is measured is what
+`ExperimentSpec` and the real `trainables.tune_trial.train_wrn`), so what is measured is what
 `wrn-search run` users get:
 
 1. **Overhead.** For each trial length (short ~5 s, medium ~20 s, long ~60 s on one core of
@@ -81,7 +81,7 @@ from search.tuner import run_search  # noqa: E402
 from trainables import metrics as M  # noqa: E402
 from trainables.checkpoint import save_checkpoint  # noqa: E402
 from trainables.config import trial_from_ray  # noqa: E402
-from trainables.engine import Trainer  # noqa: E402
+from trainables.trainer import Trainer  # noqa: E402
 
 TIMELINE_ENV = "WRN_BENCH_TIMELINE_DIR"  # where Ray-side trials write their timelines
 NUM_CPUS = 2
@@ -205,7 +205,7 @@ def timed_train_wrn(config: dict[str, Any]) -> None:
     """
     from ray.train._internal.storage import StorageContext
 
-    import trainables.trainable as tt
+    import trainables.tune_trial as tt
 
     context = tune.get_context()
     folder = Path(os.environ[TIMELINE_ENV]) / context.get_experiment_name()
@@ -416,7 +416,7 @@ def fresh_import_s(reps: int = 3) -> float:
     """Median seconds for a new Python process to import what a trial's worker imports."""
     import subprocess
 
-    code = "import ray, torch, ray.tune, trainables.trainable"
+    code = "import ray, torch, ray.tune, trainables.tune_trial"
     times = []
     for _ in range(reps):
         start = time.perf_counter()

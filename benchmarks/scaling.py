@@ -75,7 +75,7 @@ from search.cluster import start_ray  # noqa: E402
 from search.spec import ExperimentSpec  # noqa: E402
 from search.tuner import run_search  # noqa: E402
 from trainables import metrics as M  # noqa: E402
-from trainables.trainable import CHECKPOINT_INTERVAL, checkpoint_due  # noqa: E402
+from trainables.tune_trial import CHECKPOINT_INTERVAL, checkpoint_due  # noqa: E402
 
 WORK_ENV = "WRN_BENCH_WORK"  # "sleep:SECONDS" or "compute:ITERATIONS", per epoch
 NUM_CPUS = 2
@@ -172,7 +172,7 @@ def driver_probes() -> Iterator[dict[str, list[Any]]]:
     """(trials so far, seconds) of each experiment snapshot and each RunRecorder event write."""
     from ray.tune.execution.tune_controller import TuneController
 
-    from search.progress import RunRecorder
+    from search.recorder import RunRecorder
 
     record: dict[str, list[Any]] = {"snapshots": [], "events": []}
     with patched(TuneController, "save_to_dir", _timed(

@@ -65,7 +65,7 @@ from search.tuner import run_search  # noqa: E402
 from trainables import metrics  # noqa: E402
 from trainables.config import ConfigError, TrialConfig  # noqa: E402
 from trainables.data import load_dataset  # noqa: E402
-from trainables.engine import Trainer  # noqa: E402
+from trainables.trainer import Trainer  # noqa: E402
 
 VARIANTS = ("new", "today", "plain")
 EPS = 8 / 255

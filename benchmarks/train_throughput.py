@@ -1,7 +1,7 @@
 """Training throughput of the project's engine against a naive baseline, side by side.
 
 Every figure this script prints is meant to be read as a ratio: the engine
-(`trainables.engine.Trainer.train_epoch`) and a naive baseline train the same WRN on
+(`trainables.trainer.Trainer.train_epoch`) and a naive baseline train the same WRN on
 the same images in the same process, interleaved (for each repetition and each method,
 one engine run and one baseline run, the order alternating between repetitions), so a
 machine that is busy with other work slows both sides alike. Absolute images/s only
@@ -83,8 +83,8 @@ from trainables.config import (
     TrialConfig,
 )
 from trainables.data import DatasetSplits, Split, load_dataset  # noqa: E402
-from trainables.engine import Trainer, build_lr_schedule, resolve_device
 from trainables.loader import BatchLoader
+from trainables.trainer import Trainer, build_lr_schedule, resolve_device
 
 H100_SXM_BF16_DENSE_TFLOPS = 989.0
 VAL_IMAGES = 10  # the smallest validation split the config allows; never evaluated here

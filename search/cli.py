@@ -162,7 +162,7 @@ def _epoch_line(row: dict[str, Any], epochs: int, eps: Sequence[float]) -> str:
 
 
 def _cmd_train(a: argparse.Namespace) -> int:
-    from trainables.train_run import TrainRun
+    from trainables.train_folder import TrainRun
 
     cfg = _train_config(a)
     out = Path(a.out or f"runs/train-WRN-{cfg.model.depth}-{cfg.model.width}-"
@@ -295,7 +295,7 @@ def _cmd_status(a: argparse.Namespace) -> int:
 
 
 def _cmd_evaluate(a: argparse.Namespace) -> int:
-    from search.evaluate import evaluate_run
+    from search.final_evaluation import evaluate_run
 
     if a.threads is not None:
         if a.threads < 1:

@@ -1,7 +1,7 @@
 """Building, running and resuming the Ray Tune search for one experiment spec.
 
 spec -> (searcher, scheduler, resources, budget) -> Tuner -> trial folders + run files.
-The run directory is Ray's experiment folder; `search.progress` adds the driver's
+The run directory is Ray's experiment folder; `search.recorder` adds the driver's
 record next to the trial folders.
 """
 
@@ -20,14 +20,14 @@ from ray import tune
 from search.budget import BudgetClock, BudgetGate
 from search.cluster import TrialResources, check_resources, local_gpu_memory, start_ray
 from search.cost_model import GPU_PRIOR_FLOPS_PER_S, CostModel, measure_cpu_flops_per_s
-from search.progress import RunRecorder, new_run_state
 from search.proposer import Space
+from search.recorder import RunRecorder, new_run_state
 from search.schedulers import build_scheduler, milestones
 from search.searchers import FidelityAwareOptunaSearch, build_searcher, num_trials, space_exhausted
 from search.spec import ExperimentSpec
 from trainables.config import RAY_TRIAL_KEY, ConfigError, trial_from_ray
 from trainables.run_files import DRIVER_DIR, RUN_FILE, SPEC_JSON, SPEC_TOML, TUNER_FILE, RunFiles
-from trainables.trainable import CHECKPOINT_INTERVAL, REPORT_EPOCHS, train_wrn
+from trainables.tune_trial import CHECKPOINT_INTERVAL, REPORT_EPOCHS, train_wrn
 
 log = logging.getLogger(__name__)
 

@@ -19,7 +19,7 @@ from trainables import run_files
 from trainables.config import TrialConfig
 from trainables.cost import epoch_flops, evaluation_flops, split_sizes, train_flops_per_image
 from trainables.data import load_dataset
-from trainables.engine import Trainer
+from trainables.trainer import Trainer
 
 # A prediction made from one measured trial of another size is trusted to this factor in the
 # tests (the README states it); the fit's own error estimate is usually much tighter.

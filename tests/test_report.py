@@ -28,7 +28,7 @@ ERROR_TXT = """Failure # 1 (occurred at 2026-11-23_13-05-00)
 ray::ImplicitFunc.train() (pid=123, ip=127.0.0.1, actor_id=abc, repr=train_wrn)
   File "/site-packages/ray/tune/trainable/trainable.py", line 331, in train
     raise skipped from exception_cause(skipped)
-  File "/work/trainables/trainable.py", line 88, in train_wrn
+  File "/work/trainables/tune_trial.py", line 88, in train_wrn
     loss.backward()
 torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB
 """

@@ -28,8 +28,8 @@ from search.spec import ExperimentSpec
 from search.tuner import run_search
 from trainables import metrics as M
 from trainables import run_files
-from trainables.engine import Trainer
-from trainables.trainable import train_wrn
+from trainables.trainer import Trainer
+from trainables.tune_trial import train_wrn
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -22,7 +22,7 @@ import torch
 from models import WideResNet
 from trainables import run_files
 from trainables.config import TrialConfig
-from trainables.engine import Trainer
+from trainables.trainer import Trainer
 
 
 def save_atomic(obj: Any, path: Path) -> None:

@@ -4,7 +4,7 @@ PGD-k on a validation split is a good search signal and a weak final claim: publ
 figures often drop several points under AutoAttack, and a model with masked gradients can
 look robust to every gradient attack while being broken. This module attacks a model with
 a suite of attacks and runs the automated sanity checks of Carlini et al. 2019 ("On
-Evaluating Adversarial Robustness"), returning plain results; `search.evaluate` loads the
+Evaluating Adversarial Robustness"), returning plain results; `search.final_evaluation` loads the
 checkpoints and the test split, and stores what comes back.
 
 - Attacks (the model in eval mode, parameters frozen, inputs in [0, 1]): FGSM (one step;

@@ -12,7 +12,7 @@ from trainables import metrics as M
 from trainables.attacks import FGSM, FGSMRS, PGD, predict, robust_correct
 from trainables.checkpoint import load_best_model, restore_checkpoint, save_checkpoint
 from trainables.config import TrialConfig
-from trainables.engine import Trainer, TrainingDiverged, build_lr_schedule
+from trainables.trainer import Trainer, TrainingDiverged, build_lr_schedule
 
 
 def _trainer(**sections: dict) -> Trainer:

@@ -17,8 +17,8 @@ from trainables import formats
 from trainables import metrics as M
 from trainables.checkpoint import load_file, restore_checkpoint, save_checkpoint
 from trainables.config import ConfigError, TrialConfig
-from trainables.engine import Trainer
 from trainables.run_files import STATE_FILE
+from trainables.trainer import Trainer
 
 CHECKPOINT_DIR = "checkpoint"
 METRICS_JSONL = "metrics.jsonl"

@@ -39,7 +39,6 @@ from trainables import metrics, run_files
 from trainables.checkpoint import load_best_model, load_file, save_atomic
 from trainables.config import DEVICES, ConfigError, DataConfig, TrialConfig, fail
 from trainables.data import DatasetSplits, load_dataset
-from trainables.engine import resolve_device
 from trainables.evaluation import (
     ModelEvaluation,
     SuiteConfig,
@@ -54,6 +53,7 @@ from trainables.evaluation import (
     transfer_matrix,
 )
 from trainables.formats import duration, eps_text, percent
+from trainables.trainer import resolve_device
 
 logger = logging.getLogger(__name__)
 

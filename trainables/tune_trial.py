@@ -28,7 +28,7 @@ from trainables import metrics as M
 from trainables import run_files
 from trainables.checkpoint import restore_checkpoint, save_checkpoint
 from trainables.config import trial_from_ray
-from trainables.engine import Trainer, TrainingDiverged
+from trainables.trainer import Trainer, TrainingDiverged
 
 CHECKPOINT_INTERVAL = "checkpoint_interval_s"
 REPORT_EPOCHS = "report_epochs"

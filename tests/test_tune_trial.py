@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from trainables.trainable import checkpoint_due, report_points
+from trainables.tune_trial import checkpoint_due, report_points
 
 
 def test_report_points_are_every_epoch_and_the_sub_epoch_rungs() -> None:

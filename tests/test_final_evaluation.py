@@ -25,13 +25,12 @@ from analysis import load_run, write_report
 from analysis.load import read_evaluation
 from analysis.pareto import front
 from search.cli import main
-from search.evaluate import evaluate_run
+from search.final_evaluation import evaluate_run
 from trainables import metrics as M
 from trainables import run_files
 from trainables.checkpoint import save_checkpoint
 from trainables.config import ConfigError, ThreatModel, TrialConfig
 from trainables.data import load_dataset
-from trainables.engine import Trainer
 from trainables.evaluation import (
     AUTOATTACK_COMPONENTS,
     AttackOutcome,
@@ -54,6 +53,7 @@ from trainables.metrics import (
     attack_acc_key,
     strong_acc_key,
 )
+from trainables.trainer import Trainer
 
 EPS = 4 / 255
 N = 50
