@@ -11,11 +11,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from ray import tune
-
-# "default": Ray's own default, one new worker process per trial (what the project did before
-# the overhead benchmark); "reuse-actors": one process per slot, the project's default now.
-VARIANTS = {"default": False, "reuse-actors": True}
+# "process-per-trial": Ray's own default, one new worker process per trial (what the project
+# did before the overhead benchmark); "reuse-actors": one process per slot, the project's.
+VARIANTS = {"process-per-trial": False, "reuse-actors": True}
 
 
 @contextlib.contextmanager
@@ -27,17 +25,6 @@ def patched(obj: Any, name: str, value: Any) -> Iterator[None]:
     finally:
         setattr(obj, name, old)
 
-
-@contextlib.contextmanager
-def tuner_variant(variant: str) -> Iterator[None]:
-    """`build_tuner` with reuse_actors forced to the variant's value, whatever it passes."""
-    original = tune.TuneConfig
-
-    def config(**kwargs: Any) -> Any:
-        return original(**{**kwargs, "reuse_actors": VARIANTS[variant]})
-
-    with patched(tune, "TuneConfig", config):
-        yield
 
 
 def machine_facts(**extra: Any) -> dict[str, Any]:

@@ -72,7 +72,7 @@ prefer_loopback()
 import psutil  # noqa: E402
 import ray  # noqa: E402
 import torch  # noqa: E402
-from _common import machine_facts, patched, tuner_variant  # noqa: E402
+from _common import VARIANTS, machine_facts, patched  # noqa: E402
 from ray import tune  # noqa: E402
 
 from search.cluster import start_ray  # noqa: E402
@@ -291,9 +291,9 @@ class DriverProbe:
 
 def run_tuner_side(spec: ExperimentSpec, variant: str) -> dict[str, Any]:
     """`run_search` as the CLI calls it, with the trials' timelines and the driver's probes."""
-    with DriverProbe.attached() as probe, tuner_variant(variant):
+    with DriverProbe.attached() as probe:
         start = time.time()
-        outcome = run_search(spec, trainable=timed_train_wrn)
+        outcome = run_search(spec, trainable=timed_train_wrn, reuse_actors=VARIANTS[variant])
         end = time.time()
     folder = Path(os.environ[TIMELINE_ENV]) / spec.name
     timelines = [json.loads(p.read_text()) for p in folder.glob("*.json")]
@@ -586,7 +586,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--trials", type=int, default=None,
                    help="trials per side for every length (default: 6, 3, 2 by length)")
     p.add_argument("--reps", type=int, default=1, help="repetitions of each comparison")
-    p.add_argument("--variant", default="default", choices=("default", "reuse-actors"),
+    p.add_argument("--variant", default="process-per-trial", choices=tuple(VARIANTS),
                    help="reuse-actors: the Tuner with reuse_actors=True (a proposed fix)")
     p.add_argument("--util-budget", type=float, default=120.0,
                    help="seconds of the budgeted 2-slot utilisation run (0 skips it)")

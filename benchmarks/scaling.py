@@ -68,7 +68,7 @@ prefer_loopback()
 
 import psutil  # noqa: E402
 import ray  # noqa: E402
-from _common import machine_facts, patched, tuner_variant  # noqa: E402
+from _common import VARIANTS, machine_facts, patched  # noqa: E402
 from ray import tune  # noqa: E402
 
 from search.cluster import start_ray  # noqa: E402
@@ -287,9 +287,10 @@ def throughput(args: argparse.Namespace, storage: Path,
                                   budget_s=3600, scheduler="none", searcher="random")
                 load = os.getloadavg()[0]
                 # one process per trial, as when the documented figures were taken
-                with ray_nodes(nodes) as (address, start_s), tuner_variant("default"):
+                with ray_nodes(nodes) as (address, start_s):
                     t0 = time.perf_counter()
-                    outcome = run_search(spec, address=address, trainable=dummy_trial)
+                    outcome = run_search(spec, address=address, trainable=dummy_trial,
+                                         reuse_actors=False)
                     wall = time.perf_counter() - t0
                 ideal = NUM_CPUS * 3600 / (args.epochs * args.epoch_s)
                 per_hour = outcome.trials * 3600 / wall
@@ -329,17 +330,17 @@ def memory(args: argparse.Namespace, storage: Path,
     for i, run in enumerate(r.strip() for r in args.memory_runs.split(",") if r.strip()):
         tuner, _, interval = run.partition("@")
         searcher, _, variant = tuner.partition(":")
-        variant = variant or "default"
+        variant = variant or "process-per-trial"
         os.environ[WORK_ENV] = f"sleep:{args.memory_epoch_s}"
         name = f"memory-{i}-{searcher}-{variant}-{interval or 0}"
         spec = dummy_spec(name, str(storage), trials=args.memory_trials, epochs=args.epochs,
                           budget_s=args.memory_cap_s, scheduler="mo-asha", searcher=searcher,
                           checkpoint_interval=interval or 0)
         load = os.getloadavg()[0]
-        with ray_nodes(1), tuner_variant(variant), driver_probes() as probes, \
+        with ray_nodes(1), driver_probes() as probes, \
                 MemorySampler(storage / name) as sampler, traced(args.tracemalloc) as growth:
             t0 = time.perf_counter()
-            outcome = run_search(spec, trainable=dummy_trial)
+            outcome = run_search(spec, trainable=dummy_trial, reuse_actors=VARIANTS[variant])
             wall = time.perf_counter() - t0
         s = sampler.samples
         rows.append({

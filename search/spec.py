@@ -71,7 +71,6 @@ def parse_duration(value: Any, field_name: str = "budget.time") -> float:
 # --------------------------------------------------------------------- the space
 _INT_PARAMS = (M.DEPTH, M.WIDTH, M.TRAIN_STEPS)
 _EPS_PARAMS = (M.TRAIN_EPS,)
-_FLOAT_PARAMS = (M.PEAK_LR, M.WEIGHT_DECAY)
 
 
 @dataclass(frozen=True)
@@ -328,10 +327,6 @@ class StorageConfig:
                                             or "://" not in self.optuna_url):
             raise fail("storage.optuna_url", self.optuna_url,
                        "must be a database URL like sqlite:///optuna.db")
-
-    @property
-    def is_uri(self) -> bool:
-        return "://" in self.path
 
 
 @dataclass(frozen=True)

@@ -136,8 +136,13 @@ def plan_search(spec: ExperimentSpec, nodes: list[dict[str, float]],
 def build_tuner(spec: ExperimentSpec, nodes: list[dict[str, float]],
                 printer: Callable[[str], None] | None = None,
                 trainable: Callable[[dict[str, Any]], None] = train_wrn,
-                plan: tuple[Plan, BudgetGate] | None = None) -> tune.Tuner:
-    """The whole search as one Tuner; everything it holds pickles for `resume`."""
+                plan: tuple[Plan, BudgetGate] | None = None,
+                reuse_actors: bool = True) -> tune.Tuner:
+    """The whole search as one Tuner; everything it holds pickles for `resume`.
+
+    `reuse_actors=False` is Ray's own default (a new worker process per trial), kept as an
+    option for the overhead benchmarks that measure what reuse saves.
+    """
     storage = absolute_storage(spec.storage.path)
     run_dir = f"{storage.rstrip('/')}/{spec.name}"
     clock = BudgetClock(run_dir, spec.budget.time)
@@ -158,7 +163,7 @@ def build_tuner(spec: ExperimentSpec, nodes: list[dict[str, float]],
         # One worker process per slot, not per trial: a new process re-imports torch and Ray
         # (~5 s a trial). Measured in benchmarks/ray_overhead.py: 12% -> 0.3% overhead on
         # one-minute trials, worker utilisation 58% -> 91% (docs/benchmarks.md).
-        reuse_actors=True,
+        reuse_actors=reuse_actors,
         trial_dirname_creator=trial_dirname,
     )
     run_config = tune.RunConfig(
@@ -232,7 +237,8 @@ def _finish(tuner: tune.Tuner, spec: ExperimentSpec, run_dir: str) -> Outcome:
 def run_search(spec: ExperimentSpec, *, address: str | None = None,
                spec_text: str | None = None,
                printer: Callable[[str], None] | None = None,
-               trainable: Callable[[dict[str, Any]], None] = train_wrn) -> Outcome:
+               trainable: Callable[[dict[str, Any]], None] = train_wrn,
+               reuse_actors: bool = True) -> Outcome:
     """Start a new search; refuses to overwrite an existing run directory."""
     storage = absolute_storage(spec.storage.path)
     run_dir = f"{storage.rstrip('/')}/{spec.name}"
@@ -243,7 +249,8 @@ def run_search(spec: ExperimentSpec, *, address: str | None = None,
     nodes = start_ray(address)
     check_resources(spec.resources.cpus_per_trial, spec.resources.gpus_per_trial, nodes)
     plan = plan_search(spec, nodes, BudgetClock(run_dir, spec.budget.time))
-    tuner = build_tuner(spec, nodes, printer, trainable, plan)  # may fail: before any file
+    tuner = build_tuner(spec, nodes, printer, trainable, plan,  # may fail: before any file
+                        reuse_actors=reuse_actors)
     files.write_json(SPEC_JSON, spec.to_json())
     if spec_text is not None:
         files.write_text(SPEC_TOML, spec_text)
