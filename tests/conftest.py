@@ -1,13 +1,22 @@
-"""Shared test setup: GPU tests skip without CUDA; tiny real data for everyone."""
+"""Shared test setup: GPU tests skip without CUDA; tiny real data for everyone; tiny image
+folders and archives for the data tests."""
 
 from __future__ import annotations
 
+import io
 import os
+import tarfile
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
+from PIL import Image
+
+from trainables.config import DataConfig
+from trainables.data import Split
 
 # Keep Ray and torch polite on a 2-core machine.
 os.environ.setdefault("RAY_DEDUP_LOGS", "0")
@@ -73,3 +82,78 @@ def tf32_allowed() -> Iterator[tuple[object, ...]]:
 
 # tf32_state() inside evaluation and attack code: float32 as IEEE float32, no TF32.
 EXACT_FLOAT32 = ("ieee", "ieee") if hasattr(torch.backends, "fp32_precision") else (False, False)
+
+
+# --------------------------------------------------------------------------- tiny image folders
+
+IMAGE_CLASSES = ("ant", "bee", "cat")  # written in another order below; labels follow sorted names
+TRAIN_PER_CLASS = 16
+TEST_PER_CLASS = 4
+
+
+def image_pixels(label: int, ident: int) -> np.ndarray:
+    """A 32x32 RGB image whose red channel names its class and green channel its id."""
+    rng = np.random.default_rng(ident)
+    image = rng.integers(0, 256, size=(32, 32, 3), dtype=np.uint8)
+    image[..., 0] = 50 * label + 7
+    image[..., 1] = ident
+    return image
+
+
+def image_png(label: int, ident: int) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(image_pixels(label, ident)).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def image_tree() -> dict[str, bytes]:
+    """{relative path: PNG bytes} of a tiny ImageFolder tree; ids are unique within a split."""
+    files = {}
+    for split, per_class in (("train", TRAIN_PER_CLASS), ("test", TEST_PER_CLASS)):
+        ident = 0
+        for label, cls in sorted(enumerate(IMAGE_CLASSES), key=lambda item: item[1], reverse=True):
+            for i in range(per_class):
+                files[f"{split}/{cls}/{i:04d}.png"] = image_png(label, ident)
+                ident += 1
+    return files
+
+
+@pytest.fixture
+def private_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    cache_home = tmp_path / "home"
+    monkeypatch.setenv("WRN_SEARCH_DATA", str(cache_home))
+    return cache_home
+
+
+@pytest.fixture
+def folder(tmp_path: Path) -> Path:
+    root = tmp_path / "tiny"
+    for rel, blob in image_tree().items():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_bytes(blob)
+    (root / "train" / "ant" / ".DS_Store").write_bytes(b"junk")  # ignored: not an image
+    return root
+
+
+@pytest.fixture
+def archive(tmp_path: Path) -> Path:
+    """The same tree as a .tar.gz, under one top-level folder, with directory entries."""
+    path = tmp_path / "tiny.tar.gz"
+    with tarfile.open(path, "w:gz") as tf:
+        for directory in ("tiny", "tiny/train", "tiny/test"):
+            info = tarfile.TarInfo(directory)
+            info.type = tarfile.DIRTYPE
+            tf.addfile(info)
+        for rel, blob in sorted(image_tree().items(), reverse=True):
+            info = tarfile.TarInfo(f"tiny/{rel}")
+            info.size = len(blob)
+            tf.addfile(info, io.BytesIO(blob))
+    return path
+
+
+def data_config(source: Path, **kwargs: object) -> DataConfig:
+    return DataConfig(dataset="cifar10", data_dir=str(source), **kwargs)  # type: ignore[arg-type]
+
+
+def image_ids(split: Split) -> set[int]:
+    return set(split.x[:, 1, 0, 0].tolist())
