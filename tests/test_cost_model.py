@@ -11,11 +11,7 @@ from conftest import tiny_trial
 from torch.utils.flop_counter import FlopCounterMode
 
 from models import WideResNet, forward_flops
-from search.budget import BudgetClock, BudgetGate, seconds_to_finish
-from search.cluster import TrialResources
 from search.cost_model import MIN_SPREAD, PRIOR_SPREAD, CostModel, measure_cpu_flops_per_s
-from trainables import metrics as M
-from trainables import run_files
 from trainables.config import TrialConfig
 from trainables.cost import epoch_flops, evaluation_flops, split_sizes, train_flops_per_image
 from trainables.data import load_dataset
@@ -104,59 +100,3 @@ def test_predictions_of_real_tiny_trials_hold_within_the_stated_factor() -> None
         predicted = cost.predict(epoch_flops(cfg)).epoch_s
         measured = _measured_epoch_s(cfg, data)
         assert 1 / FACTOR < measured / predicted < FACTOR, (cfg.model, predicted, measured)
-
-
-class _Clock:
-    def __init__(self, remaining: float) -> None:
-        self.remaining_s, self.budget_s, self.elapsed_s = remaining, 1000.0, 1000.0 - remaining
-
-
-def _gate(remaining: float, *, only_finishable: bool = True, rungs: int = 0) -> BudgetGate:
-    resources = TrialResources(cpus=1, gpus=0.0, cluster_gpus=0.0, batch_size=50,
-                               gpu_memory_bytes=0)
-    return BudgetGate(_Clock(remaining), CostModel(1e9, reference_flops=1e10),  # type: ignore[arg-type]
-                      resources=resources, sub_epoch_rungs=rungs,
-                      only_finishable=only_finishable)
-
-
-def test_the_gate_admits_only_what_can_finish_pessimistically() -> None:
-    cfg = TrialConfig.from_dict(tiny_trial())
-    need = _gate(1e9).full_seconds(cfg)
-    assert need == pytest.approx(cfg.training.epochs * epoch_flops(cfg) / 1e9)
-    assert _gate(1e9, rungs=2).full_seconds(cfg) > need  # sub-epoch evaluations cost too
-    pessimistic = _gate(1e9).full_seconds(cfg, pessimistic=True)
-    assert _gate(pessimistic * 1.01).can_finish(cfg)
-    assert not _gate(need * 1.01).can_finish(cfg)  # the point estimate fits; its error does not
-    assert _gate(0.0, only_finishable=False).can_finish(cfg)  # the user asked for it
-
-
-def test_the_gate_learns_from_a_trials_results() -> None:
-    gate = _gate(100.0)
-    cfg = TrialConfig.from_dict(tiny_trial())
-    gate.observe("t", cfg, {M.EPOCHS_DONE: 0.5, M.WALL_TIME_S: 3.0})
-    assert gate.cost.measured == 1
-    assert gate.prediction(cfg).epoch_s == pytest.approx(6.0, rel=0.2)  # the prior said 9.9
-    gate.observe("u", cfg, {M.EPOCHS_DONE: 0, M.WALL_TIME_S: 3.0})  # nothing to learn yet
-    assert gate.cost.measured == 1
-
-
-def test_a_running_trials_own_estimate_of_what_it_still_needs() -> None:
-    row = {M.EPOCHS_DONE: 1, M.MAX_EPOCHS: 3, M.WALL_TIME_S: 40.0}
-    assert seconds_to_finish(row) == 80.0
-    assert seconds_to_finish({**row, M.EPOCHS_DONE: 3}) == 0.0
-    assert seconds_to_finish({**row, M.EPOCHS_DONE: 0}) is None
-    assert seconds_to_finish({M.EPOCHS_DONE: "one"}) is None
-
-
-def test_the_budget_clock_continues_from_run_json(tmp_path) -> None:
-    (tmp_path / run_files.DRIVER_DIR).mkdir()
-    (tmp_path / run_files.DRIVER_DIR / run_files.RUN_FILE).write_text('{"elapsed_s": 120.0}')
-    clock = BudgetClock(str(tmp_path), 600.0)
-    assert 120.0 <= clock.elapsed_s < 125.0 and 475.0 < clock.remaining_s <= 480.0
-    (tmp_path / run_files.DRIVER_DIR / run_files.RUN_FILE).write_text('{"elapsed_s": "abc"}')  # damaged
-    assert BudgetClock(str(tmp_path), 600.0).elapsed_s < 5.0
-    import pickle
-
-    (tmp_path / run_files.DRIVER_DIR / run_files.RUN_FILE).write_text('{"elapsed_s": 300.0}')
-    again = pickle.loads(pickle.dumps(clock))  # a resumed search re-reads what was recorded
-    assert 300.0 <= again.elapsed_s < 305.0

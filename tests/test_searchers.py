@@ -1,4 +1,4 @@
-"""Searchers and resources, called directly (real Optuna, no Ray cluster needed)."""
+"""Searchers, called directly (real Optuna, no Ray cluster needed)."""
 
 from __future__ import annotations
 
@@ -7,11 +7,9 @@ import pytest
 from ray.tune.search import Searcher
 from test_spec import VALID
 
-from search.cluster import TrialResources, auto_gpu_share, check_resources, estimate_trial_memory_bytes
 from search.searchers import OBJECTIVES, build_searcher, num_trials, space_exhausted
 from search.spec import ExperimentSpec
 from trainables import metrics as M
-from trainables.config import ConfigError
 
 
 def _searcher(**changes: dict) -> object:
@@ -104,39 +102,6 @@ def test_each_sampler_suggests_values_inside_the_space(kind: str) -> None:
         assert 0.01 <= c[M.PEAK_LR] <= 0.2
         assert (M.TRAIN_STEPS in c) == (c[M.METHOD] == "pgd")
         searcher.on_trial_complete(str(i), _result(3, acc=0.1 * i, params=1000 * (i + 1)))
-
-
-def test_gpu_and_cpu_requests_beyond_the_cluster_fail_at_once() -> None:
-    cpu_only = [{"CPU": 2.0}, {"CPU": 1.0}]
-    check_resources(1, 0, cpu_only)
-    check_resources(1, "auto", cpu_only)
-    with pytest.raises(ConfigError,
-                       match=r"^resources.gpus_per_trial: 1 is not allowed; the largest Ray node has 0 GPUs"):
-        check_resources(1, 1, cpu_only)
-    with pytest.raises(ConfigError, match=r"^resources.gpus_per_trial: 0.25"):
-        check_resources(1, 0.25, cpu_only)
-    with pytest.raises(ConfigError,
-                       match=r"^resources.cpus_per_trial: 3 is not allowed; the largest Ray node has 2 CPUs"):
-        check_resources(3, 0, cpu_only)  # 3 CPUs in total, but no node holds 3
-    with pytest.raises(ConfigError, match=r"^storage.optuna_url: 'foo://bar' is not allowed"):
-        build_searcher(ExperimentSpec.from_dict({**VALID, "storage": {"optuna_url": "foo://bar"}}))
-
-
-def test_auto_gpu_shares_grow_with_the_model_and_stay_in_eighths() -> None:
-    gib = 2**30
-    small = auto_gpu_share(10, 1, 128, 16 * gib)
-    big = auto_gpu_share(34, 10, 128, 16 * gib)  # about 8 GB: half of a 16 GiB card
-    assert small == 0.125 and small < big <= 1.0
-    assert auto_gpu_share(34, 10, 128, 80 * gib) == 0.125
-    assert (big * 8).is_integer()
-    assert auto_gpu_share(40, 10, 512, 16 * gib) == 1.0
-    assert estimate_trial_memory_bytes(34, 10, 256) > estimate_trial_memory_bytes(34, 10, 128)
-    on_cpu = TrialResources(cpus=1, gpus="auto", cluster_gpus=0, batch_size=128, gpu_memory_bytes=gib)
-    assert on_cpu({"depth": 34, "width": 10}) == {"cpu": 1, "gpu": 0.0}
-    on_gpu = TrialResources(cpus=2, gpus="auto", cluster_gpus=1, batch_size=128, gpu_memory_bytes=80 * gib)
-    assert on_gpu({"depth": 10, "width": 1})["gpu"] == 0.125
-    fixed = TrialResources(cpus=1, gpus=0.5, cluster_gpus=1, batch_size=128, gpu_memory_bytes=0)
-    assert fixed({"depth": 10, "width": 1}) == {"cpu": 1, "gpu": 0.5}
 
 
 # --- the budget ---------------------------------------------------------------------------------

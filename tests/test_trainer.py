@@ -10,7 +10,6 @@ from conftest import EXACT_FLOAT32, tf32_state, tiny_trial
 
 from trainables import metrics as M
 from trainables.attacks import FGSM, FGSMRS, PGD, predict, robust_correct
-from trainables.checkpoint import load_best_model, restore_checkpoint, save_checkpoint
 from trainables.config import TrialConfig
 from trainables.trainer import Trainer, TrainingDiverged, build_lr_schedule
 
@@ -41,38 +40,6 @@ def test_metrics_row_has_every_eval_epsilon_and_the_best_epoch() -> None:
         assert row[M.best_robust_acc_key(eps)] == row[M.robust_acc_key(eps)]
     assert row[M.VAL_ROBUST_ACC] == row[M.robust_acc_key(8 / 255)]
     assert row[M.BEST_EPOCH] == 1 and row[M.SPLIT] == "validation"
-
-
-def test_resume_from_a_checkpoint_continues_the_same_run(tmp_path) -> None:
-    straight = _trainer()
-    straight.run_epoch()
-    final = straight.run_epoch()
-
-    first = _trainer()
-    first.run_epoch()
-    save_checkpoint(first, tmp_path)
-    resumed = _trainer()
-    restore_checkpoint(resumed, tmp_path)
-    assert resumed.epoch == 1
-    again = resumed.run_epoch()
-
-    for name, tensor in straight.model.state_dict().items():
-        assert torch.equal(tensor, resumed.model.state_dict()[name]), name
-    for key in (M.TRAIN_LOSS, M.VAL_CLEAN_ACC, M.VAL_ROBUST_ACC, M.BEST_EPOCH, M.LR):
-        assert again[key] == final[key], key
-
-
-def test_best_checkpoint_holds_the_best_epoch_weights(tmp_path) -> None:
-    trainer = _trainer()
-    trainer.run_epoch()
-    best_after_one = {k: v.clone() for k, v in trainer.model.state_dict().items()}
-    trainer.best[M.VAL_ROBUST_ACC] = 2.0  # no later epoch can beat this: epoch 1 stays best
-    trainer.run_epoch()
-    save_checkpoint(trainer, tmp_path)
-    model, info = load_best_model(tmp_path)
-    assert info["epoch"] == 1 and not model.training
-    for name, tensor in model.state_dict().items():
-        assert torch.equal(tensor, best_after_one[name]), name
 
 
 def test_a_nan_loss_stops_the_run_with_a_clear_error() -> None:

@@ -28,8 +28,11 @@ from trainables.trainer import Trainer
 def save_atomic(obj: Any, path: Path) -> None:
     """torch.save into `path` in one step (a temporary file, then a rename)."""
     tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    try:
+        torch.save(obj, tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)  # only left when the save or the rename failed
 
 
 def load_file(path: Path) -> dict[str, Any]:
