@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import json
 import os
 import platform
 import sys
@@ -38,3 +39,16 @@ def machine_facts(**extra: Any) -> dict[str, Any]:
             "python": platform.python_version(),
             "date": dt.datetime.now().isoformat(timespec="seconds"),
             "command": " ".join([Path(sys.executable).name, *sys.argv]), **extra}
+
+
+def write_results(path: str | None, facts: dict[str, Any], args: Any, summary: Any,
+                  runs: Any) -> None:
+    """The benchmark's JSON record (`--json`): machine facts, settings, summary and every run,
+    in the shape `--render` reads back."""
+    if not path:
+        return
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    Path(path).write_text(json.dumps({"facts": facts, "settings": {
+        k: str(v) for k, v in vars(args).items()}, "summary": summary, "runs": runs},
+        indent=1, default=float))
+    print(f"wrote {path}")

@@ -60,7 +60,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from _common import machine_facts  # noqa: E402
+from _common import machine_facts, write_results  # noqa: E402
 
 from analysis.load import load_run  # noqa: E402
 from analysis.pareto import hypervolume_over_time, reference_params  # noqa: E402
@@ -355,12 +355,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     summary = {name: summarise(runs, name, args.budget, checkpoints) for name in REFERENCES}
     facts["load_average_end"] = list(os.getloadavg())
     print("\n" + "\n\n".join(tables(part) for part in summary.values()))
-    if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps({"facts": facts, "settings": {
-            k: str(v) for k, v in vars(args).items()}, "summary": summary, "runs": runs},
-            indent=1, default=float))
-        print(f"wrote {args.json}")
+    write_results(args.json, facts, args, summary, runs)
     return 0
 
 

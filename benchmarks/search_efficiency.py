@@ -52,7 +52,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import plain_tune_search  # noqa: E402
-from _common import machine_facts  # noqa: E402
+from _common import machine_facts, write_results  # noqa: E402
 from plain_tune_search import run as run_plain  # noqa: E402
 
 from analysis.dominance import hypervolume_2d  # noqa: E402
@@ -301,12 +301,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     summary = summarise(runs, budgets, args.seeds, t_max, ref_params)
     facts["load_average_end"] = list(os.getloadavg())
     print("\n" + tables(summary))
-    if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps({"facts": facts, "settings": {
-            k: str(v) for k, v in vars(args).items()}, "summary": summary, "runs": runs},
-            indent=1, default=float))
-        print(f"wrote {args.json}")
+    write_results(args.json, facts, args, summary, runs)
     return 0
 
 
