@@ -12,6 +12,7 @@ import os
 from typing import Any
 
 from models import count_parameters
+from search.versions import check_tested_versions
 from trainables.config import ConfigError, trial_from_ray
 
 log = logging.getLogger(__name__)
@@ -47,6 +48,7 @@ def start_ray(address: str | None, num_cpus: int | None = None,
 
     if ray.is_initialized():
         return node_resources()
+    check_tested_versions()
     kwargs: dict[str, Any] = {"configure_logging": True, "logging_level": logging.WARNING,
                               "log_to_driver": worker_logs}
     if address:

@@ -67,3 +67,12 @@ def test_run_dry_run_prints_the_validated_spec(tmp_path: Path) -> None:
     assert shown["budget"]["time"] == 90.0
     assert shown["parameter_range"] == {"min": 77_850, "max": 691_674}
     assert shown["space"]["depth"] == [10, 16]
+
+
+def test_version_is_the_installed_one(capsys: pytest.CaptureFixture) -> None:
+    from importlib.metadata import version
+
+    with pytest.raises(SystemExit) as done:
+        main(["--version"])
+    assert done.value.code == 0
+    assert capsys.readouterr().out.strip() == f"wrn-search {version('wrn-search')}"
