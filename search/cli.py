@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -192,7 +193,9 @@ def _add_search(sub: Any) -> None:
     p.add_argument("--name", help="run name (default: the spec's name)")
     p.add_argument("--budget", help="wall-clock budget, e.g. 90s, 10m, 2h (default: the spec's)")
     p.add_argument("--storage", help="parent folder or URI of run directories")
-    p.add_argument("--address", help="join a Ray cluster: auto or HOST:PORT (default: start one)")
+    p.add_argument("--address", default=os.environ.get("RAY_ADDRESS") or None,
+                   help="join a Ray cluster: auto or HOST:PORT (default: $RAY_ADDRESS, as Ray's "
+                        "own tools and `ray job submit` set it; else start one)")
     p.add_argument("--dry-run", action="store_true",
                    help="print the validated spec, the space and its parameter range; run nothing")
     p.add_argument("--no-report", action="store_true", help="skip writing the report at the end")
@@ -200,7 +203,9 @@ def _add_search(sub: Any) -> None:
 
     p = sub.add_parser("resume", help="continue an interrupted search with its remaining budget")
     p.add_argument("run_dir", help="the run directory, e.g. runs/quickstart")
-    p.add_argument("--address", help="join a Ray cluster: auto or HOST:PORT")
+    p.add_argument("--address", default=os.environ.get("RAY_ADDRESS") or None,
+                   help="join a Ray cluster: auto or HOST:PORT (default: $RAY_ADDRESS, as Ray's "
+                        "own tools and `ray job submit` set it; else start one)")
     p.add_argument("--no-report", action="store_true")
     p.set_defaults(func=_cmd_resume)
 

@@ -258,10 +258,13 @@ class ResourcesConfig:
         if isinstance(c, bool) or not isinstance(c, (int, float)) or not 0 < c <= 1024:
             raise fail("resources.cpus_per_trial", c, "must be a number in (0, 1024]")
         g = self.gpus_per_trial
+        # Training is single-device: a second GPU per trial would sit idle. Fractions pack
+        # several trials onto one GPU instead, which is what uses a multi-GPU node fully.
         if g != "auto" and (isinstance(g, bool) or not isinstance(g, (int, float))
-                            or not 0 <= g <= 64 or (g > 1 and not float(g).is_integer())):
+                            or not 0 <= g <= 1):
             raise fail("resources.gpus_per_trial", g,
-                       "must be \"auto\", a fraction in [0, 1], or a whole number of GPUs")
+                       "must be \"auto\" or a share of one GPU in [0, 1] (training uses one "
+                       "device; use fractions such as 0.5 to run several trials per GPU)")
         check_int("resources.max_failures", self.max_failures, 0)
 
 

@@ -76,3 +76,15 @@ def test_version_is_the_installed_one(capsys: pytest.CaptureFixture) -> None:
         main(["--version"])
     assert done.value.code == 0
     assert capsys.readouterr().out.strip() == f"wrn-search {version('wrn-search')}"
+
+
+@pytest.mark.parametrize("command", [["run", "spec.toml"], ["resume", "runs/demo"]])
+def test_ray_address_from_the_environment_as_rays_tools_use_it(
+        command: list[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    from search.cli import build_parser
+
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    assert build_parser().parse_args(command).address is None  # start an embedded Ray
+    monkeypatch.setenv("RAY_ADDRESS", "10.0.0.5:6379")
+    assert build_parser().parse_args(command).address == "10.0.0.5:6379"
+    assert build_parser().parse_args([*command, "--address", "auto"]).address == "auto"

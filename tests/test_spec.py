@@ -82,6 +82,7 @@ def test_the_valid_spec_and_every_shipped_config_load() -> None:
     ("budget", "max_concurrent", 1.5, "budget.max_concurrent"),
     ("resources", "gpus_per_trial", "half", "resources.gpus_per_trial"),
     ("resources", "gpus_per_trial", 1.5, "resources.gpus_per_trial"),
+    ("resources", "gpus_per_trial", 2, "resources.gpus_per_trial"),
     ("resources", "cpus_per_trial", 0, "resources.cpus_per_trial"),
     ("scheduler", "kind", "hyperband", "scheduler.kind"),
     ("scheduler", "grace_period", 10, "scheduler.grace_period"),
@@ -225,3 +226,9 @@ def test_checkpoint_interval_zero_means_every_epoch(value: object, seconds: floa
     spec = ExperimentSpec.from_dict(_with("storage", "checkpoint_interval", value))
     assert spec.storage.checkpoint_interval == seconds
     assert ExperimentSpec.from_dict(VALID).storage.checkpoint_interval == 60.0  # the default
+
+
+def test_more_than_one_gpu_per_trial_points_at_fractions() -> None:
+    with pytest.raises(ConfigError, match=r"gpus_per_trial: 2 is not allowed; .*training uses one "
+                                          r"device; use fractions such as 0.5"):
+        ExperimentSpec.from_dict({**VALID, "resources": {"gpus_per_trial": 2}})
