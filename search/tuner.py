@@ -316,5 +316,11 @@ def spec_summary(spec: ExperimentSpec) -> dict[str, Any]:
         "cheapest": {"seconds": round(seconds[0][0], 1), **seconds[0][1].params},
         "priciest": {"seconds": round(seconds[-1][0], 1), **seconds[-1][1].params},
     }
+    fits = sum(gate.can_finish(c.config) for c in pool) / len(pool)
+    out["predicted_full_training_s"]["share_that_fits_the_budget"] = round(fits, 3)
+    if fits == 0:
+        out["warning"] = (f"no configuration is predicted to finish in {spec.budget.time:g} s; "
+                          "the search would start nothing (raise budget.time, or set "
+                          "budget.only_finishable = false)")
     out["plan"] = plan.to_json()
     return out

@@ -67,6 +67,12 @@ def test_run_dry_run_prints_the_validated_spec(tmp_path: Path) -> None:
     assert shown["budget"]["time"] == 90.0
     assert shown["parameter_range"] == {"min": 77_850, "max": 691_674}
     assert shown["space"]["depth"] == [10, 16]
+    assert 0 < shown["predicted_full_training_s"]["share_that_fits_the_budget"] <= 1
+    assert "warning" not in shown
+    hopeless = json.loads(run_cli("run", str(ROOT / "configs" / "quickstart.toml"), "--dry-run",
+                                  "--budget", "1s").stdout)
+    assert hopeless["predicted_full_training_s"]["share_that_fits_the_budget"] == 0
+    assert hopeless["warning"].startswith("no configuration is predicted to finish in 1 s")
 
 
 def test_version_is_the_installed_one(capsys: pytest.CaptureFixture) -> None:
