@@ -233,6 +233,17 @@ def _add_search(sub: Any) -> None:
     p.add_argument("--threads", type=int, help="CPU threads for torch (1 is fastest on busy cores)")
     p.set_defaults(func=_cmd_evaluate)
 
+    p = sub.add_parser("export", help="one model as a torch.export program with a model card",
+                       description="Write a model that loads with torch alone (torch.export), "
+                                   "its model card and a standalone evaluation script.")
+    p.add_argument("run_dir")
+    which = p.add_mutually_exclusive_group(required=True)
+    which.add_argument("--trial", metavar="ID", help="the trial to export")
+    which.add_argument("--knee", action="store_true",
+                       help="the knee of the robust front (best trade-off of size and robustness)")
+    p.add_argument("--out", help="output folder (default RUN_DIR/export/<trial id>)")
+    p.set_defaults(func=_cmd_export)
+
     p = sub.add_parser("report", help="write the Pareto report (HTML, Markdown, CSV)")
     p.add_argument("run_dir")
     p.add_argument("--out", help="output folder (default RUN_DIR/report)")
@@ -314,6 +325,13 @@ def _cmd_evaluate(a: argparse.Namespace) -> int:
                            printer=_say)
     for line in summary:
         _say(line)
+    return 0
+
+
+def _cmd_export(a: argparse.Namespace) -> int:
+    from search.export import export_model
+
+    export_model(a.run_dir, trial_id=a.trial, knee=a.knee, out=a.out, printer=_say)
     return 0
 
 

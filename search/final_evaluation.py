@@ -36,7 +36,7 @@ from analysis.load import Run, load_run, read_evaluation
 from analysis.pareto import front
 from models import count_parameters, wrn_name
 from trainables import metrics, run_files
-from trainables.checkpoint import load_best_model, load_file, save_atomic
+from trainables.checkpoint import best_checkpoint, load_best_model, load_file, save_atomic
 from trainables.config import DEVICES, ConfigError, DataConfig, TrialConfig, fail
 from trainables.data import DatasetSplits, load_dataset
 from trainables.evaluation import (
@@ -179,7 +179,7 @@ def _targets(run: Run, trial_ids: Sequence[str] | None) -> list[_Target]:
         rows = front(run, run.eval_epsilons[0]).members
     targets = []
     for _, row in rows.iterrows():
-        checkpoint = _best_checkpoint(run.run_dir / str(row["trial_dir"]))
+        checkpoint = best_checkpoint(run.run_dir / str(row["trial_dir"]))
         if checkpoint is None:
             if trial_ids:
                 raise fail("--trial", row["trial_id"], f"its folder {row['trial_dir']} holds no "
@@ -203,14 +203,6 @@ def _plain(value: Any) -> Any:
     if isinstance(value, float) and value != value:
         return None
     return value
-
-
-def _best_checkpoint(trial_dir: Path) -> Path | None:
-    """The latest checkpoint_* folder that holds best_model.pt (Ray numbers them in order)."""
-    for folder in sorted(trial_dir.glob("checkpoint_*"), reverse=True):
-        if (folder / run_files.BEST_FILE).is_file():
-            return folder
-    return None
 
 
 # ------------------------------------------------------------------------- one model

@@ -39,7 +39,7 @@ from trainables.trainer import Trainer
 EPS = 4 / 255
 
 
-def _write_trial(run: Path, trial_id: str, trainer: Trainer, rows: list[dict[str, Any]]) -> None:
+def write_trial(run: Path, trial_id: str, trainer: Trainer, rows: list[dict[str, Any]]) -> None:
     folder = run / f"trial_{trial_id}_{trainer.cfg.model.depth}"
     save_checkpoint(trainer, folder / f"checkpoint_{len(rows):06d}")
     lines = [{"trial_id": trial_id, "training_iteration": r[M.EPOCHS_DONE], **r} for r in rows]
@@ -58,12 +58,12 @@ def run_dir(tmp_path_factory: pytest.TempPathFactory,
     (driver / run_files.SPEC_JSON).write_text(json.dumps({"name": "demo", "threat_model": tm,
                                                   "data": {"dataset": "cifar10-sample"}}))
     (driver / run_files.RUN_FILE).write_text(json.dumps({"name": "demo", "state": "finished"}))
-    _write_trial(run, "aaaa0001", *robust_trial)
+    write_trial(run, "aaaa0001", *robust_trial)
     wide = trained(1, model={"width": 2}, training={"method": "clean", "epochs": 1},
                     threat_model={"epsilons": ["4/255", "2/255"], "steps": 2})
-    _write_trial(run, "bbbb0002", *wide)
+    write_trial(run, "bbbb0002", *wide)
     stopped, rows = trained(1, training={"epochs": 3})
-    _write_trial(run, "cccc0003", stopped, rows)  # 1 of 3 epochs: not full fidelity
+    write_trial(run, "cccc0003", stopped, rows)  # 1 of 3 epochs: not full fidelity
     return run
 
 

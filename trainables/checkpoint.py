@@ -68,3 +68,12 @@ def load_best_model(directory: Path, device: str | torch.device = "cpu") -> tupl
                        dropout=cfg.model.dropout)
     model.load_state_dict(blob["model"])
     return model.to(device).eval(), {"epoch": blob["epoch"], **blob["metrics"]}
+
+
+def best_checkpoint(trial_dir: Path) -> Path | None:
+    """A trial's latest checkpoint_* folder that holds best_model.pt (Ray numbers them in
+    order); None when it has none."""
+    for folder in sorted(Path(trial_dir).glob("checkpoint_*"), reverse=True):
+        if (folder / run_files.BEST_FILE).is_file():
+            return folder
+    return None
