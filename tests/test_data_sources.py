@@ -142,7 +142,7 @@ def test_missing_torchvision_datasets_name_the_folder(tmp_path: Path, dataset: s
         load_dataset(DataConfig(dataset=dataset, data_dir=str(tmp_path)))
 
 
-def test_archive_without_an_image_folderimage_tree(tmp_path: Path) -> None:
+def test_archive_without_an_image_folder_tree(tmp_path: Path) -> None:
     path = tmp_path / "flat.tar"
     with tarfile.open(path, "w") as tf:
         blob = image_png(0, 0)

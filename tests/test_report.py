@@ -84,7 +84,7 @@ def test_report_html_is_self_contained(tmp_path: Path) -> None:
     assert re.search(r"url\((?!#)", page) is None
 
 
-def test_partial_banner_and_the_schedulers_recordedwrite_decisions(tmp_path: Path) -> None:
+def test_partial_banner_and_the_schedulers_recorded_decisions(tmp_path: Path) -> None:
     run_dir = make_run(tmp_path, state="running")
     write_decisions(run_dir, [  # what the scheduler wrote, not re-derived from epochs
         {"trial_id": "t_a", "milestone": 1, "decision": "CONTINUE", "reason": "rank"},
