@@ -96,6 +96,16 @@ class RunRecorder(tune.Callback):
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self._event(trial, "error", _error_line(trial))
 
+    def ended_trials(self) -> set[str]:
+        """Ids of the trials Ray ended for good, in any session: completed, early-stopped or
+        errored (their last event). After Ctrl-C Ray marks the trials it was running
+        TERMINATED as well, without telling the callbacks, so its statuses cannot tell."""
+        if not self.files.exists(run_files.EVENTS_FILE):
+            return set()
+        good, _ = run_files.parse_json_lines(self.files.read_text(run_files.EVENTS_FILE))
+        last = {str(e.get("trial_id")): e.get("event") for e in good}
+        return {trial_id for trial_id, event in last.items() if event in ("complete", "error")}
+
     # ---------------------------------------------------------- budget, status
     def update_run_state(self, **changes: Any) -> None:
         state = self.files.read_json(run_files.RUN_FILE)

@@ -25,8 +25,17 @@ from search.recorder import RunRecorder, new_run_state
 from search.schedulers import build_scheduler, milestones
 from search.searchers import FidelityAwareOptunaSearch, build_searcher, num_trials, space_exhausted
 from search.spec import ExperimentSpec
+from trainables import metrics as M
 from trainables.config import RAY_TRIAL_KEY, ConfigError, trial_from_ray
-from trainables.run_files import DRIVER_DIR, RUN_FILE, SPEC_JSON, SPEC_TOML, TUNER_FILE, RunFiles
+from trainables.run_files import (
+    DRIVER_DIR,
+    RUN_FILE,
+    SPEC_JSON,
+    SPEC_TOML,
+    TUNER_FILE,
+    RunFiles,
+    finite_number,
+)
 from trainables.tune_trial import CHECKPOINT_INTERVAL, REPORT_EPOCHS, train_wrn
 
 log = logging.getLogger(__name__)
@@ -210,6 +219,28 @@ def _attach(tuner: tune.Tuner, run_dir: str, printer: Callable[[str], None] | No
         searcher.attach_clock(recorder.clock)
 
 
+def trial_over(metrics: dict[str, Any], errored: bool, ended: set[str]) -> bool:
+    """Whether a trial is terminal: it errored, trained all its epochs, or Ray ended it (an
+    early stop; `ended` from the driver's events). A trial cut short by Ctrl-C is not."""
+    if errored or str(metrics.get("trial_id")) in ended:
+        return True
+    done, total = finite_number(metrics.get(M.EPOCHS_DONE)), finite_number(metrics.get(M.MAX_EPOCHS))
+    return done is not None and total is not None and done >= total
+
+
+def end_state(*, budget_spent: bool, searcher_ended: str | None, all_over: bool,
+              search_done: bool) -> str:
+    """How a search ended: "finished" only when every trial is terminal and the searcher or
+    the trial cap is done; "budget_exhausted" when the budget is spent, or the searcher found
+    nothing that fits in what is left and nothing is still training; else "interrupted"
+    (Ctrl-C, or Ray stopped early: `resume` continues it)."""
+    if budget_spent or (all_over and searcher_ended == "budget"):
+        return "budget_exhausted"
+    if all_over and search_done:
+        return "finished"
+    return "interrupted"
+
+
 def _finish(tuner: tune.Tuner, spec: ExperimentSpec, run_dir: str) -> Outcome:
     """Run to the end (budget, trial cap, or Ctrl-C) and record how it ended."""
     recorder = _recorder(tuner)
@@ -222,14 +253,12 @@ def _finish(tuner: tune.Tuner, spec: ExperimentSpec, run_dir: str) -> Outcome:
     elapsed = recorder.elapsed_s
     searcher = _searcher(tuner)
     ended = searcher.ended if searcher is not None else None
-    if elapsed >= spec.budget.time * 0.99 or ended == "budget":
-        state = "budget_exhausted"  # spent, or nothing that could still finish fits in the rest
-    elif all(r.metrics or r.error for r in grid) and (
-            trials >= num_trials(spec) or ended == "space"
-            or space_exhausted(spec.space, [r.config for r in grid])):
-        state = "finished"  # every trial, or every configuration of a finite space, is done
-    else:
-        state = "interrupted"  # Ctrl-C: Ray saved the experiment; `resume` continues it
+    over = recorder.ended_trials()
+    state = end_state(
+        budget_spent=elapsed >= spec.budget.time * 0.99, searcher_ended=ended,
+        all_over=all(trial_over(r.metrics or {}, r.error is not None, over) for r in grid),
+        search_done=(trials >= num_trials(spec) or ended == "space"
+                     or space_exhausted(spec.space, [r.config for r in grid if r.config])))
     recorder.update_run_state(state=state)
     return Outcome(run_dir, state, trials, grid.num_errors, elapsed)
 

@@ -65,9 +65,13 @@ def read_json_object(path: Path) -> dict[str, Any]:
 
 def json_lines(path: Path) -> tuple[list[dict[str, Any]], list[tuple[int, str]]]:
     """Every line that parses to a JSON object, and (line number, error) for the rest."""
+    return parse_json_lines(path.read_text(encoding="utf-8", errors="replace"))
+
+
+def parse_json_lines(text: str) -> tuple[list[dict[str, Any]], list[tuple[int, str]]]:
+    """`json_lines` of text already read (a file on shared storage, read through RunFiles)."""
     good: list[dict[str, Any]] = []
     bad: list[tuple[int, str]] = []
-    text = path.read_text(encoding="utf-8", errors="replace")
     for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
