@@ -55,12 +55,16 @@ class RunRecorder(tune.Callback):
         self.files = run_files.RunFiles(self.run_dir)
         self.last_flush = 0.0
         self.last_line = ""
+        self.whole_record: dict[str, Any] | None = None  # the last whole run.json seen
 
     def attach(self, run_dir: str, printer: Callable[[str], None] | None) -> None:
         """Point at the run folder where it is now (it may have moved) and print there."""
         self.run_dir, self.printer = run_dir, printer
         self.clock.attach(run_dir)
         self._reset()
+        record, problem = self.files.run_record()
+        if problem is None:
+            self.whole_record = record
 
     def __getstate__(self) -> dict[str, Any]:
         return {"run_dir": self.run_dir, "printer": None, "interval_s": self.interval_s,
@@ -108,9 +112,20 @@ class RunRecorder(tune.Callback):
 
     # ---------------------------------------------------------- budget, status
     def update_run_state(self, **changes: Any) -> None:
-        state = self.files.read_json(run_files.RUN_FILE)
-        state.update(elapsed_s=round(self.elapsed_s, 1), **changes)
-        self.files.write_json(run_files.RUN_FILE, state)
+        """Rewrite run.json with the budget used and `changes`. A damaged run.json is never
+        written back in part: its lost fields come from the last whole copy this recorder
+        saw, and without one the file is left for `resume` to rebuild."""
+        record, problem = self.files.run_record()
+        if problem is not None:
+            where = self.files.path(run_files.RUN_FILE)
+            if self.whole_record is None:
+                log.warning("%s: %s; not rewriting it (`resume` rebuilds it)", where, problem)
+                return
+            log.warning("%s: %s; rewriting it from the last whole copy", where, problem)
+            record = {**self.whole_record, **record}
+        record.update(elapsed_s=round(self.elapsed_s, 1), **changes)
+        self.whole_record = record
+        self.files.write_json(run_files.RUN_FILE, record)
 
     def on_step_end(self, iteration: int, trials: list, **info: Any) -> None:
         now = time.time()

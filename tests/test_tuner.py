@@ -31,9 +31,10 @@ from search.budget import BudgetClock
 from search.recorder import RunRecorder, new_run_state
 from search.searchers import DefineByRunSpace
 from search.spec import ExperimentSpec
-from search.tuner import _finish, end_state, run_search
+from search.tuner import _finish, end_state, resume_search, run_search
 from trainables import metrics as M
 from trainables import run_files
+from trainables.config import ConfigError
 from trainables.trainer import Trainer
 from trainables.tune_trial import train_wrn
 
@@ -224,6 +225,71 @@ def test_end_state_budget_and_searcher() -> None:
                      search_done=False) == "interrupted"
     assert end_state(budget_spent=False, searcher_ended="space", all_over=True,
                      search_done=True) == "finished"
+
+
+class _RayStarted(Exception):
+    """Raised in place of starting Ray: the resume got past its checks."""
+
+
+def _damaged_run(tmp_path: Path, epochs: tuple[int, int]) -> Path:
+    """A search of two trials (9 epochs each) that trained `epochs`, whose run.json was cut
+    off mid-write; max_trials = 2, so it is finished when both trained every epoch."""
+    from fake_run import _lines
+
+    spec = ExperimentSpec.from_dict(tiny_spec(tmp_path, budget={"max_trials": 2}))
+    run_dir = tmp_path / "tiny"
+    files = run_files.RunFiles(str(run_dir))
+    files.write_json(run_files.SPEC_JSON, spec.to_json())
+    (run_dir / run_files.TUNER_FILE).write_bytes(b"")
+    start = 1_790_000_000.0
+    for k, (width, done) in enumerate(zip((1, 2), epochs, strict=True)):
+        folder = run_dir / f"trial_t{k}_wrn-10-{width}"
+        folder.mkdir()
+        (folder / run_files.PARAMS_FILE).write_text(json.dumps({M.DEPTH: 10, M.WIDTH: width}))
+        lines = [{**line, "time_this_iter_s": 10.0 * width}
+                 for line in _lines(f"t{k}", 10, width, done, 0.3, 0.5, start)]
+        (folder / run_files.RESULT_FILE).write_text("".join(json.dumps(x) + "\n" for x in lines))
+        files.append_line(run_files.EVENTS_FILE, json.dumps(
+            {"time": start, "trial_id": f"t{k}", "event": "start"}))
+        if done == 9:
+            files.append_line(run_files.EVENTS_FILE, json.dumps(
+                {"time": lines[-1]["timestamp"], "trial_id": f"t{k}", "event": "complete"}))
+    (run_dir / run_files.DRIVER_DIR / run_files.RUN_FILE).write_text('{"name": "tiny", "budg')
+    return run_dir
+
+
+def _resume_until_ray(run_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def no_ray(address: Any) -> Any:
+        raise _RayStarted
+
+    monkeypatch.setattr("search.tuner.start_ray", no_ray)
+    resume_search(str(run_dir))
+
+
+def test_a_damaged_run_json_of_a_finished_search_still_refuses_resume(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    run_dir = _damaged_run(tmp_path, (9, 9))
+    with pytest.raises(ConfigError, match="already finished"):
+        _resume_until_ray(run_dir, monkeypatch)
+
+
+def test_a_damaged_run_json_is_rebuilt_not_written_back_in_part(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    run_dir = _damaged_run(tmp_path, (9, 4))
+    monkeypatch.setattr("search.tuner.start_ray", lambda address: [{"CPU": 2.0}])
+
+    def no_restore(*args: Any, **kwargs: Any) -> Any:
+        raise _RayStarted
+
+    monkeypatch.setattr("ray.tune.Tuner.restore", no_restore)
+    with pytest.raises(_RayStarted):
+        resume_search(str(run_dir))
+    state = json.loads((run_dir / run_files.DRIVER_DIR / run_files.RUN_FILE).read_text())
+    assert state["name"] == "tiny" and state["budget_s"] == 300.0
+    assert state["created"] == "2026-09-21T14:13:20+00:00"  # the first trial's start
+    assert state["elapsed_s"] == 90.0  # t0 trained 9 x 10 s while t1 trained 4 x 20 s
+    assert state["state"] == "running" and state["resumes"] == 1
+    assert state["rebuilt"] == ["budget_s", "created", "elapsed_s", "name", "resumes", "state"]
 
 
 @pytest.mark.slow
