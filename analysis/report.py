@@ -36,7 +36,7 @@ from analysis.pareto import reference_params as _reference_params
 from analysis.published import AUTOATTACK, EVALUATIONS, PublishedPoint, published_for
 from analysis.report_evaluation import evaluation_sections, evaluation_table
 from analysis.spend import cost_error, rung_table, spend_table, unfinished_spend
-from trainables import metrics
+from trainables import metrics, run_files
 from trainables.config import ConfigError, fail
 from trainables.formats import duration, eps_label, eps_text, number, params, percent, whole
 from trainables.metrics import TEST_CLEAN_ACC, strong_acc_key
@@ -413,15 +413,20 @@ def _spend_sections(run: Run) -> list[Block]:
 
 
 def _problem_section(run: Run) -> list[Block]:
-    blocks: list[Block] = [Heading(2, "Errored and unreadable trials")]
+    blocks: list[Block] = [Heading(2, "Errored, unreadable and recovered trials")]
     errors = run.trials[run.trials["status"] == "error"] if len(run.trials) else run.trials
-    if errors.empty and not run.unreadable:
+    recovered = run.recovered
+    if errors.empty and not run.unreadable and recovered.empty:
         blocks.append(Para("None."))
         return blocks
     rows = [[str(r["trial_dir"]), "error", str(r[metrics.WRN]),
              number(r[metrics.EPOCHS_DONE]), str(r["error"] or "no message")]
             for _, r in errors.iterrows()]
     rows += [[name, "unreadable", "—", "—", reason] for name, reason in run.unreadable]
+    rows += [[str(r["trial_dir"]), f"recovered ({r['status']})", str(r[metrics.WRN]),
+              number(r[metrics.EPOCHS_DONE]),
+              f"{run_files.RESULT_FILE} damaged or incomplete; read from {r['recovered_from']}"]
+             for _, r in recovered.iterrows()]
     blocks.append(Table(["trial directory", "status", "WRN", "epochs", "reason"], rows,
                         [False, False, False, True, False]))
     return blocks
