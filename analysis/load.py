@@ -151,9 +151,44 @@ def _size_key(value: Any) -> float:
     return math.inf if math.isnan(size) else size
 
 
+# What the readers of spec.json use, with the type each must have (threat_model.epsilons
+# is read by `spec_epsilons`); a value of another type is read as missing.
+SPEC_FIELDS: dict[str, dict[str, type]] = {
+    "data": {"dataset": str},
+    "threat_model": {"norm": str, "steps": int, "restarts": int},
+    "space": {},
+    "scheduler": {"kind": str, "reduction_factor": float, "noise_z": float},
+    "budget": {"only_finishable": bool},
+}
+PLAN_FIELDS: dict[str, type] = {"grace_period": float, "rungs": list,
+                                "cost_prior_flops_per_s": float, "slots": int}
+
+
+def typed_spec(raw: Mapping[str, Any]) -> dict[str, Any]:
+    """spec.json with wrong-typed values read as missing (warned about), so a hand-edited or
+    damaged file cannot crash `status` or `report`."""
+    where = run_files.SPEC_JSON
+    spec = run_files.typed_fields(raw, {"name": str, **dict.fromkeys(SPEC_FIELDS, dict)}, where)
+    for name, fields in SPEC_FIELDS.items():
+        if name in spec:
+            spec[name] = run_files.typed_fields(spec[name], fields, f"{where} {name}")
+    return spec
+
+
+def typed_run_state(raw: Mapping[str, Any]) -> dict[str, Any]:
+    """run.json with wrong-typed values read as missing (warned about), its plan included."""
+    state = run_files.typed_fields(raw, run_files.RUN_FIELDS, run_files.RUN_FILE)
+    if "plan" in state:
+        plan = run_files.typed_fields(state["plan"], PLAN_FIELDS, f"{run_files.RUN_FILE} plan")
+        if "rungs" in plan:
+            plan["rungs"] = [r for r in map(run_files.finite_number, plan["rungs"]) if r is not None]
+        state["plan"] = plan
+    return state
+
+
 def spec_epsilons(spec: Mapping[str, Any]) -> list[float]:
     """threat_model.epsilons of a spec.json, as floats ([] when absent or unreadable)."""
-    raw = (spec.get("threat_model") or {}).get("epsilons") or []
+    raw = run_files.section(spec, "threat_model", run_files.SPEC_JSON).get("epsilons") or []
     out = []
     for value in raw if isinstance(raw, list) else [raw]:
         try:
@@ -169,8 +204,8 @@ def load_run(run_dir: Path) -> Run:
     if not run_dir.is_dir():
         raise ConfigError(f"run directory: {str(run_dir)!r} does not exist or is not a folder")
     driver = run_dir / run_files.DRIVER_DIR
-    spec = run_files.read_json_object(driver / run_files.SPEC_JSON)
-    run_state = run_files.read_json_object(driver / run_files.RUN_FILE)
+    spec = typed_spec(run_files.read_json_object(driver / run_files.SPEC_JSON))
+    run_state = typed_run_state(run_files.read_json_object(driver / run_files.RUN_FILE))
     events = _read_events(driver / run_files.EVENTS_FILE)
     decisions = read_decisions(driver / run_files.RUNGS_FILE)
     context = _Context(
@@ -280,8 +315,9 @@ def _read_results(path: Path) -> tuple[list[dict[str, Any]], str | None, bool]:
 
 
 PROGRESS_FILE = "progress.csv"  # in a trial folder: Ray's copy of the results, as CSV
-_TEXT_KEYS = {"trial_id", metrics.WRN, metrics.METHOD, metrics.SPLIT, metrics.NODE_ID, "date",
-              "hostname", "node_ip", "checkpoint_dir_name"}
+# Result keys that hold text (ours, then Ray's); every other one holds a number.
+_TEXT_KEYS = {metrics.WRN, metrics.METHOD, metrics.SPLIT, metrics.NODE_ID, "trial_id",
+              "trial_dir", "date", "hostname", "node_ip", "checkpoint_dir_name", "experiment_tag"}
 _CARRIED = ("trial_id", metrics.WRN, metrics.PARAMS, metrics.MAX_EPOCHS, *metrics.HYPERPARAMETERS)
 
 
@@ -373,7 +409,7 @@ def _scalar(value: Any) -> bool:
 def _history(records: list[dict[str, Any]], dirname: str) -> pd.DataFrame:
     """One row per epoch; a restored trial repeats epochs, the last report of each wins."""
     flat = [{k: v for k, v in r.items() if _scalar(v) and k != "trial_id"} for r in records]
-    frame = pd.DataFrame(flat)
+    frame = _numbers_as_numbers(pd.DataFrame(flat), dirname)
     frame.insert(0, "trial_dir", dirname)
     if frame.empty:
         return frame
@@ -383,6 +419,20 @@ def _history(records: list[dict[str, Any]], dirname: str) -> pd.DataFrame:
         frame = frame.drop_duplicates(subset=[metrics.EPOCHS_DONE], keep="last")
         frame = frame.sort_values(metrics.EPOCHS_DONE, kind="stable")
     return frame.reset_index(drop=True)
+
+
+def _numbers_as_numbers(frame: pd.DataFrame, dirname: str) -> pd.DataFrame:
+    """Every result key but the text ones (`_TEXT_KEYS`) holds a number: text there
+    ("epochs_done": "two") is read as missing, with a warning, not compared with numbers."""
+    for column in frame.columns:
+        if column in _TEXT_KEYS or frame[column].dtype != object:
+            continue
+        text = frame[column].map(lambda v: isinstance(v, str))
+        if text.any():
+            logger.warning("%s: %s = %r is not a number; read as missing", dirname, column,
+                           frame.loc[text, column].iloc[0])
+            frame[column] = pd.to_numeric(frame[column].where(~text), errors="coerce")
+    return frame
 
 
 def _trial_id(records: list[dict[str, Any]], dirname: str) -> str:
@@ -491,6 +541,7 @@ def _summarise(
     max_epochs = _last(history, metrics.MAX_EPOCHS)
     if max_epochs is None:
         max_epochs = configured.get(metrics.MAX_EPOCHS)
+    max_epochs = run_files.finite_number(max_epochs)
     max_epochs = int(max_epochs) if max_epochs is not None else None
     trial_events = events.get(trial_id, [])
     error_file = trial_dir / run_files.ERROR_FILE

@@ -30,7 +30,15 @@ from analysis.document import (
     write_html,
     write_markdown,
 )
-from analysis.load import OUTCOMES, STATUSES, Evaluation, Run, load_run, read_evaluation
+from analysis.load import (
+    OUTCOMES,
+    STATUSES,
+    Evaluation,
+    Run,
+    load_run,
+    read_evaluation,
+    spec_epsilons,
+)
 from analysis.pareto import Front, fronts, hypervolume_over_time
 from analysis.pareto import reference_params as _reference_params
 from analysis.published import AUTOATTACK, EVALUATIONS, PublishedPoint, published_for
@@ -143,7 +151,7 @@ def _write_tables(run: Run, all_fronts: Sequence[Front], out: Path, fmt: str,
 def _budget(run_state: dict[str, Any]) -> str:
     used, budget = run_state.get("elapsed_s"), run_state.get("budget_s")
     if used is None:
-        return "unknown (no run.json)"
+        return "unknown (run.json records no budget used)"
     text = f"{duration(used)} used"
     if budget:
         left = max(0.0, float(budget) - float(used))
@@ -165,7 +173,7 @@ def _threat_model(spec: dict[str, Any]) -> str:
     tm = spec.get("threat_model") or {}
     if not tm:
         return "unknown (no spec.json)"
-    eps = ", ".join(eps_label(float(e)) for e in tm.get("epsilons", []))
+    eps = ", ".join(eps_label(e) for e in spec_epsilons(spec))
     return (f"{str(tm.get('norm', '?')).upper()} eps {eps}; PGD-{tm.get('steps', '?')}, "
             f"{tm.get('restarts', '?')} restart(s)")
 

@@ -141,3 +141,41 @@ def test_a_torn_result_json_of_a_complete_trial_is_recovered_and_flagged(tmp_pat
     write_report(run_dir, formats=("md",))
     md = (run_dir / "report" / "report.md").read_text()
     assert "recovered (complete)" in md and "read from progress.csv" in md
+
+
+def test_wrong_typed_values_are_read_as_missing_with_a_warning(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    from analysis import write_report
+    from analysis.status import status_text
+
+    run_dir = make_run(tmp_path)
+    driver = run_dir / run_files.DRIVER_DIR
+    state = json.loads((driver / run_files.RUN_FILE).read_text())
+    state |= {"elapsed_s": "abc", "budget_s": [1], "resumes": "x", "plan": {"rungs": ["a", 1]}}
+    (driver / run_files.RUN_FILE).write_text(json.dumps(state))
+    spec = json.loads((driver / run_files.SPEC_JSON).read_text())
+    spec |= {"threat_model": [1], "data": "cifar10", "scheduler": {"kind": 3, "noise_z": "z"}}
+    (driver / run_files.SPEC_JSON).write_text(json.dumps(spec))
+    folder = next(run_dir.glob("train_wrn_t_b_*"))
+    rows = [json.loads(line) for line in (folder / run_files.RESULT_FILE).read_text().splitlines()]
+    rows[3][metrics.EPOCHS_DONE] = "two"
+    rows[4][metrics.VAL_ROBUST_ACC] = "high"
+    (folder / run_files.RESULT_FILE).write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+    run = load_run(run_dir)
+    assert "elapsed_s" not in run.run_state and run.run_state["plan"]["rungs"] == [1.0]
+    assert "threat_model" not in run.spec  # the epsilons then come from the results
+    assert run.eval_epsilons == pytest.approx(sorted(EPS))
+    trials = run.trials.set_index("trial_id")
+    assert trials.loc["t_b", "status"] == "complete"  # its other epochs still say so
+    curve = run.history[run.history["trial_id"] == "t_b"]
+    assert curve[metrics.EPOCHS_DONE].isna().sum() == 1 and curve[metrics.VAL_ROBUST_ACC].isna().sum() == 1
+    text = status_text(run_dir)
+    assert "budget:" not in text and "5 complete" in text  # no budget known: not shown
+    write_report(run_dir, formats=("md", "csv"))
+    md = (run_dir / "report" / "report.md").read_text()
+    assert "Budget: unknown (run.json records no budget used)" in md
+    warned = caplog.text
+    for needle in ("elapsed_s = 'abc' is not a number", "threat_model = [1] is not a JSON object",
+                   "epochs_done = 'two' is not a number", "noise_z = 'z' is not a number"):
+        assert needle in warned, needle

@@ -60,6 +60,10 @@ def finite_number(value: Any) -> float | None:
     return value if math.isfinite(value) else None
 
 
+_KIND_NAMES = {float: "a number", int: "a whole number", str: "text", bool: "true or false",
+               dict: "a JSON object", list: "a list"}
+
+
 def typed(value: Any, kind: type) -> Any:
     """`value` as a `kind` (float and int through `finite_number`), else None."""
     if kind is float:
@@ -80,8 +84,8 @@ def typed_fields(raw: Mapping[str, Any], types: Mapping[str, type], where: str) 
             continue
         value = typed(out[key], kind)
         if value is None:
-            log.warning("%s: %s = %r is not a %s; read as missing", where, key, out.pop(key),
-                        kind.__name__)
+            log.warning("%s: %s = %r is not %s; read as missing", where, key, out.pop(key),
+                        _KIND_NAMES.get(kind, kind.__name__))
         else:
             out[key] = value
     return out
