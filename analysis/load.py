@@ -33,6 +33,7 @@ from trainables.config import (
     RAY_TRIAL_KEY,
     ConfigError,
     hyperparameters,
+    not_a_run,
     parse_epsilon,
     trial_from_ray,
 )
@@ -203,6 +204,10 @@ def load_run(run_dir: Path) -> Run:
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise ConfigError(f"run directory: {str(run_dir)!r} does not exist or is not a folder")
+    if not holds_run(run_dir):
+        raise not_a_run(str(run_dir), True, f"it holds no run (no {run_files.DRIVER_DIR}/"
+                        f"{run_files.SPEC_JSON}, {run_files.RUN_FILE} or "
+                        f"{run_files.EVENTS_FILE}, no trial folder)")
     driver = run_dir / run_files.DRIVER_DIR
     spec = typed_spec(run_files.read_json_object(driver / run_files.SPEC_JSON))
     run_state = typed_run_state(run_files.read_json_object(driver / run_files.RUN_FILE))
@@ -273,6 +278,14 @@ def read_decisions(path: Path) -> pd.DataFrame:
     for column in ("milestone", "margin", metrics.EPOCHS_DONE):
         frame[column] = pd.to_numeric(frame[column], errors="coerce")
     return frame
+
+
+def holds_run(run_dir: Path) -> bool:
+    """Whether a folder holds a run (even one that has only started): the driver's record,
+    or a trial folder (a Ray experiment without it)."""
+    driver = run_dir / run_files.DRIVER_DIR
+    names = (run_files.SPEC_JSON, run_files.RUN_FILE, run_files.EVENTS_FILE)
+    return any((driver / name).is_file() for name in names) or bool(trial_dirs(run_dir))
 
 
 def trial_dirs(run_dir: Path) -> list[Path]:

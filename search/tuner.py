@@ -29,7 +29,7 @@ from search.schedulers import build_scheduler, milestones
 from search.searchers import FidelityAwareOptunaSearch, build_searcher, num_trials, space_exhausted
 from search.spec import ExperimentSpec
 from trainables import metrics as M
-from trainables.config import RAY_TRIAL_KEY, ConfigError, trial_from_ray
+from trainables.config import RAY_TRIAL_KEY, ConfigError, not_a_run, trial_from_ray
 from trainables.run_files import (
     DRIVER_DIR,
     PARAMS_FILE,
@@ -297,8 +297,8 @@ def run_search(spec: ExperimentSpec, *, address: str | None = None,
 def load_run_spec(run_dir: str) -> ExperimentSpec:
     files = RunFiles(run_dir)
     if not files.exists(SPEC_JSON) or not RunFiles(run_dir, folder="").exists(TUNER_FILE):
-        raise ConfigError(f"RUN_DIR: {run_dir!r} is not allowed; it holds no search started by "
-                          f"`wrn-search run` (no {SPEC_JSON} and {TUNER_FILE})")
+        raise not_a_run(run_dir, RunFiles(run_dir, folder="").exists(""), "it holds no search "
+                        f"started by `wrn-search run` (no {SPEC_JSON} and {TUNER_FILE})")
     try:
         raw = json.loads(files.read_text(SPEC_JSON))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
