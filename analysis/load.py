@@ -13,6 +13,8 @@ name is the best-validation-robust checkpoint's value (the model a user deploys)
 
 from __future__ import annotations
 
+import csv
+import io
 import logging
 import math
 import re
@@ -31,6 +33,7 @@ from trainables.config import (
     RAY_TRIAL_KEY,
     ConfigError,
     hyperparameters,
+    not_a_run,
     parse_epsilon,
     trial_from_ray,
 )
@@ -98,6 +101,14 @@ class Run:
         return self.trials[self.trials["full_fidelity"].astype(bool)]
 
     @property
+    def recovered(self) -> pd.DataFrame:
+        """The trials whose result.json was damaged or stopped short, rebuilt from their other
+        records ("recovered_from" names them): flagged in the report and `status`."""
+        if self.trials.empty:
+            return self.trials
+        return self.trials[self.trials["recovered_from"].notna()]
+
+    @property
     def test_columns(self) -> list[str]:
         return [c for c in self.trials.columns if str(c).startswith(metrics.TEST_PREFIX)]
 
@@ -141,9 +152,44 @@ def _size_key(value: Any) -> float:
     return math.inf if math.isnan(size) else size
 
 
+# What the readers of spec.json use, with the type each must have (threat_model.epsilons
+# is read by `spec_epsilons`); a value of another type is read as missing.
+SPEC_FIELDS: dict[str, dict[str, type]] = {
+    "data": {"dataset": str},
+    "threat_model": {"norm": str, "steps": int, "restarts": int},
+    "space": {},
+    "scheduler": {"kind": str, "reduction_factor": float, "noise_z": float},
+    "budget": {"only_finishable": bool},
+}
+PLAN_FIELDS: dict[str, type] = {"grace_period": float, "rungs": list,
+                                "cost_prior_flops_per_s": float, "slots": int}
+
+
+def typed_spec(raw: Mapping[str, Any]) -> dict[str, Any]:
+    """spec.json with wrong-typed values read as missing (warned about), so a hand-edited or
+    damaged file cannot crash `status` or `report`."""
+    where = run_files.SPEC_JSON
+    spec = run_files.typed_fields(raw, {"name": str, **dict.fromkeys(SPEC_FIELDS, dict)}, where)
+    for name, fields in SPEC_FIELDS.items():
+        if name in spec:
+            spec[name] = run_files.typed_fields(spec[name], fields, f"{where} {name}")
+    return spec
+
+
+def typed_run_state(raw: Mapping[str, Any]) -> dict[str, Any]:
+    """run.json with wrong-typed values read as missing (warned about), its plan included."""
+    state = run_files.typed_fields(raw, run_files.RUN_FIELDS, run_files.RUN_FILE)
+    if "plan" in state:
+        plan = run_files.typed_fields(state["plan"], PLAN_FIELDS, f"{run_files.RUN_FILE} plan")
+        if "rungs" in plan:
+            plan["rungs"] = [r for r in map(run_files.finite_number, plan["rungs"]) if r is not None]
+        state["plan"] = plan
+    return state
+
+
 def spec_epsilons(spec: Mapping[str, Any]) -> list[float]:
     """threat_model.epsilons of a spec.json, as floats ([] when absent or unreadable)."""
-    raw = (spec.get("threat_model") or {}).get("epsilons") or []
+    raw = run_files.section(spec, "threat_model", run_files.SPEC_JSON).get("epsilons") or []
     out = []
     for value in raw if isinstance(raw, list) else [raw]:
         try:
@@ -158,9 +204,13 @@ def load_run(run_dir: Path) -> Run:
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise ConfigError(f"run directory: {str(run_dir)!r} does not exist or is not a folder")
+    if not holds_run(run_dir):
+        raise not_a_run(str(run_dir), True, f"it holds no run (no {run_files.DRIVER_DIR}/"
+                        f"{run_files.SPEC_JSON}, {run_files.RUN_FILE} or "
+                        f"{run_files.EVENTS_FILE}, no trial folder)")
     driver = run_dir / run_files.DRIVER_DIR
-    spec = run_files.read_json_object(driver / run_files.SPEC_JSON)
-    run_state = run_files.read_json_object(driver / run_files.RUN_FILE)
+    spec = typed_spec(run_files.read_json_object(driver / run_files.SPEC_JSON))
+    run_state = typed_run_state(run_files.read_json_object(driver / run_files.RUN_FILE))
     events = _read_events(driver / run_files.EVENTS_FILE)
     decisions = read_decisions(driver / run_files.RUNGS_FILE)
     context = _Context(
@@ -170,13 +220,18 @@ def load_run(run_dir: Path) -> Run:
     )
     unreadable: list[tuple[str, str]] = []
     readable: list[tuple[Path, pd.DataFrame, str]] = []
+    recovered: dict[str, str] = {}  # trial id -> the records its results were rebuilt from
     for trial_dir in trial_dirs(run_dir):
-        records, problem = _read_results(trial_dir / run_files.RESULT_FILE)
-        if problem is not None:
+        records, problem, torn = _read_results(trial_dir / run_files.RESULT_FILE)
+        trial_id = _trial_id(records, trial_dir.name)
+        records, sources = _recover(trial_dir, records, problem is not None or torn,
+                                    events.get(trial_id, []))
+        if sources:
+            recovered[trial_id] = ", ".join(sources)
+        elif problem is not None:
             unreadable.append((trial_dir.name, problem))
             continue
         history = _history(records, trial_dir.name)
-        trial_id = _trial_id(records, trial_dir.name)
         history.insert(0, "trial_id", trial_id)
         readable.append((trial_dir, history, trial_id))
     if not context.epsilons:  # no spec: take the epsilons the results carry
@@ -188,6 +243,7 @@ def load_run(run_dir: Path) -> Run:
         for d, h, trial_id in readable
     ]
     for row in rows:
+        row["recovered_from"] = recovered.get(row["trial_id"])
         row["stopped_by"] = (("budget" if row["trial_id"] in budget_stops else "rung")
                              if row["status"] == "stopped" else None)
         row["outcome"] = _outcome(row["status"], row["stopped_by"])
@@ -224,6 +280,14 @@ def read_decisions(path: Path) -> pd.DataFrame:
     return frame
 
 
+def holds_run(run_dir: Path) -> bool:
+    """Whether a folder holds a run (even one that has only started): the driver's record,
+    or a trial folder (a Ray experiment without it)."""
+    driver = run_dir / run_files.DRIVER_DIR
+    names = (run_files.SPEC_JSON, run_files.RUN_FILE, run_files.EVENTS_FILE)
+    return any((driver / name).is_file() for name in names) or bool(trial_dirs(run_dir))
+
+
 def trial_dirs(run_dir: Path) -> list[Path]:
     """Sub-folders holding a result.json or params.json, sorted by name (Ray's order)."""
     return sorted(
@@ -241,25 +305,101 @@ class _Context:
 
 
 
-def _read_results(path: Path) -> tuple[list[dict[str, Any]], str | None]:
-    """Records of result.json and, when nothing in it can be used, why.
+def _read_results(path: Path) -> tuple[list[dict[str, Any]], str | None, bool]:
+    """Records of result.json; when nothing in it can be used, why; and whether a line was
+    dropped (a torn file: `_recover` looks for the rest elsewhere).
 
     An empty or missing result.json is not a problem: Ray creates it when the trial
     starts, so a trial that has not finished its first epoch (or errored before it)
     looks exactly like that. Only a file with content and no parsable line is.
     """
     if not path.exists():
-        return [], None
+        return [], None, False
     try:
         good, bad = run_files.json_lines(path)
     except OSError as err:
-        return [], f"cannot read {run_files.RESULT_FILE}: {err}"
+        return [], f"cannot read {run_files.RESULT_FILE}: {err}", True
     if bad and not good:
         number, message = bad[0]
-        return [], f"{run_files.RESULT_FILE} has no parsable line (line {number}: {message})"
+        return [], f"{run_files.RESULT_FILE} has no parsable line (line {number}: {message})", True
     for number, message in bad:
         logger.warning("%s line %d dropped: %s", path, number, message)
-    return good, None
+    return good, None, bool(bad)
+
+
+PROGRESS_FILE = "progress.csv"  # in a trial folder: Ray's copy of the results, as CSV
+# Result keys that hold text (ours, then Ray's); every other one holds a number.
+_TEXT_KEYS = {metrics.WRN, metrics.METHOD, metrics.SPLIT, metrics.NODE_ID, "trial_id",
+              "trial_dir", "date", "hostname", "node_ip", "checkpoint_dir_name", "experiment_tag"}
+_CARRIED = ("trial_id", metrics.WRN, metrics.PARAMS, metrics.MAX_EPOCHS, *metrics.HYPERPARAMETERS)
+
+
+def _epoch(record: Mapping[str, Any]) -> float | None:
+    return run_files.finite_number(record.get(metrics.EPOCHS_DONE, record.get(_ITERATION)))
+
+
+def _recover(trial_dir: Path, records: list[dict[str, Any]], torn: bool,
+             events: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[str]]:
+    """The trial's records completed from its other records when result.json is torn or
+    stops short of the epochs its "complete" event recorded, and where the rest came from:
+    Ray's progress.csv (the same results), then the newest checkpoint (epochs, wall time and
+    the best epoch's metrics), then the event itself (the epochs done)."""
+    completed = [_epoch(e) for e in events if e.get("event") == "complete"]
+    target = completed[-1] if completed and completed[-1] is not None else None
+    done = max((e for e in map(_epoch, records) if e is not None), default=0.0)
+    if not torn and (target is None or done >= target):
+        return records, []
+    sources: list[str] = []
+    seen = {_epoch(r) for r in records}
+    extra = [r for r in _progress_records(trial_dir / PROGRESS_FILE) if _epoch(r) not in seen]
+    if extra:
+        records, done = records + extra, max([done, *(e for e in map(_epoch, extra) if e)])
+        sources.append(PROGRESS_FILE)
+    carried = {k: records[-1][k] for k in _CARRIED if records and k in records[-1]}
+    if target is not None and done < target:
+        from trainables.checkpoint import checkpoint_result  # torch: only when needed
+
+        final = checkpoint_result(trial_dir)
+        if final is not None and (_epoch(final) or 0.0) > done:
+            records, done = records + [{**carried, **final}], _epoch(final) or done
+            sources.append("checkpoint")
+    if target is not None and done < target:
+        records = records + [{**carried, metrics.EPOCHS_DONE: target}]
+        sources.append(run_files.EVENTS_FILE)
+    if sources:
+        logger.warning("%s: %s is damaged or incomplete; recovered from %s", trial_dir.name,
+                       run_files.RESULT_FILE, ", ".join(sources))
+    return records, sources
+
+
+def _progress_records(path: Path) -> list[dict[str, Any]]:
+    """Ray's progress.csv as result records: the rows with every field, numbers as numbers;
+    a last line cut short is dropped."""
+    if not path.is_file():
+        return []
+    text = path.read_text(encoding="utf-8", errors="replace")
+    if not text.endswith("\n"):
+        text = text[: text.rfind("\n") + 1]
+    rows = list(csv.reader(io.StringIO(text)))
+    if not rows:
+        return []
+    header, out = rows[0], []
+    for row in rows[1:]:
+        if len(row) == len(header):
+            out.append({k: _csv_value(k, v) for k, v in zip(header, row, strict=True) if v != ""})
+    return out
+
+
+def _csv_value(key: str, text: str) -> Any:
+    if key in _TEXT_KEYS:
+        return text
+    if text in ("True", "False"):
+        return text == "True"
+    try:
+        number = float(text)
+    except ValueError:
+        return text
+    return int(number) if number.is_integer() and "." not in text and "e" not in text else number
 
 
 def _read_events(path: Path) -> dict[str, list[dict[str, Any]]]:
@@ -282,7 +422,7 @@ def _scalar(value: Any) -> bool:
 def _history(records: list[dict[str, Any]], dirname: str) -> pd.DataFrame:
     """One row per epoch; a restored trial repeats epochs, the last report of each wins."""
     flat = [{k: v for k, v in r.items() if _scalar(v) and k != "trial_id"} for r in records]
-    frame = pd.DataFrame(flat)
+    frame = _numbers_as_numbers(pd.DataFrame(flat), dirname)
     frame.insert(0, "trial_dir", dirname)
     if frame.empty:
         return frame
@@ -292,6 +432,20 @@ def _history(records: list[dict[str, Any]], dirname: str) -> pd.DataFrame:
         frame = frame.drop_duplicates(subset=[metrics.EPOCHS_DONE], keep="last")
         frame = frame.sort_values(metrics.EPOCHS_DONE, kind="stable")
     return frame.reset_index(drop=True)
+
+
+def _numbers_as_numbers(frame: pd.DataFrame, dirname: str) -> pd.DataFrame:
+    """Every result key but the text ones (`_TEXT_KEYS`) holds a number: text there
+    ("epochs_done": "two") is read as missing, with a warning, not compared with numbers."""
+    for column in frame.columns:
+        if column in _TEXT_KEYS or frame[column].dtype != object:
+            continue
+        text = frame[column].map(lambda v: isinstance(v, str))
+        if text.any():
+            logger.warning("%s: %s = %r is not a number; read as missing", dirname, column,
+                           frame.loc[text, column].iloc[0])
+            frame[column] = pd.to_numeric(frame[column].where(~text), errors="coerce")
+    return frame
 
 
 def _trial_id(records: list[dict[str, Any]], dirname: str) -> str:
@@ -400,6 +554,7 @@ def _summarise(
     max_epochs = _last(history, metrics.MAX_EPOCHS)
     if max_epochs is None:
         max_epochs = configured.get(metrics.MAX_EPOCHS)
+    max_epochs = run_files.finite_number(max_epochs)
     max_epochs = int(max_epochs) if max_epochs is not None else None
     trial_events = events.get(trial_id, [])
     error_file = trial_dir / run_files.ERROR_FILE
@@ -477,7 +632,7 @@ def _trials_frame(rows: list[dict[str, Any]], epsilons: Sequence[float]) -> pd.D
                metrics.EPOCHS_DONE, metrics.PREDICTED_EPOCH_S, "actual_epoch_s",
                "start_time", "end_time", *accuracy]
     columns = ["trial_id", "trial_dir", metrics.WRN, *metrics.HYPERPARAMETERS, "status",
-               "stopped_by", "outcome", "error", metrics.DIVERGED, metrics.MAX_EPOCHS,
+               "stopped_by", "outcome", "recovered_from", "error", metrics.DIVERGED, metrics.MAX_EPOCHS,
                "full_fidelity", *numeric]
     frame = pd.DataFrame(rows) if rows else pd.DataFrame(columns=list(dict.fromkeys(columns)))
     for column in numeric:

@@ -30,13 +30,21 @@ from analysis.document import (
     write_html,
     write_markdown,
 )
-from analysis.load import OUTCOMES, STATUSES, Evaluation, Run, load_run, read_evaluation
+from analysis.load import (
+    OUTCOMES,
+    STATUSES,
+    Evaluation,
+    Run,
+    load_run,
+    read_evaluation,
+    spec_epsilons,
+)
 from analysis.pareto import Front, fronts, hypervolume_over_time
 from analysis.pareto import reference_params as _reference_params
 from analysis.published import AUTOATTACK, EVALUATIONS, PublishedPoint, published_for
 from analysis.report_evaluation import evaluation_sections, evaluation_table
 from analysis.spend import cost_error, rung_table, spend_table, unfinished_spend
-from trainables import metrics
+from trainables import metrics, run_files
 from trainables.config import ConfigError, fail
 from trainables.formats import duration, eps_label, eps_text, number, params, percent, whole
 from trainables.metrics import TEST_CLEAN_ACC, strong_acc_key
@@ -143,7 +151,7 @@ def _write_tables(run: Run, all_fronts: Sequence[Front], out: Path, fmt: str,
 def _budget(run_state: dict[str, Any]) -> str:
     used, budget = run_state.get("elapsed_s"), run_state.get("budget_s")
     if used is None:
-        return "unknown (no run.json)"
+        return "unknown (run.json records no budget used)"
     text = f"{duration(used)} used"
     if budget:
         left = max(0.0, float(budget) - float(used))
@@ -165,7 +173,7 @@ def _threat_model(spec: dict[str, Any]) -> str:
     tm = spec.get("threat_model") or {}
     if not tm:
         return "unknown (no spec.json)"
-    eps = ", ".join(eps_label(float(e)) for e in tm.get("epsilons", []))
+    eps = ", ".join(eps_label(e) for e in spec_epsilons(spec))
     return (f"{str(tm.get('norm', '?')).upper()} eps {eps}; PGD-{tm.get('steps', '?')}, "
             f"{tm.get('restarts', '?')} restart(s)")
 
@@ -413,15 +421,20 @@ def _spend_sections(run: Run) -> list[Block]:
 
 
 def _problem_section(run: Run) -> list[Block]:
-    blocks: list[Block] = [Heading(2, "Errored and unreadable trials")]
+    blocks: list[Block] = [Heading(2, "Errored, unreadable and recovered trials")]
     errors = run.trials[run.trials["status"] == "error"] if len(run.trials) else run.trials
-    if errors.empty and not run.unreadable:
+    recovered = run.recovered
+    if errors.empty and not run.unreadable and recovered.empty:
         blocks.append(Para("None."))
         return blocks
     rows = [[str(r["trial_dir"]), "error", str(r[metrics.WRN]),
              number(r[metrics.EPOCHS_DONE]), str(r["error"] or "no message")]
             for _, r in errors.iterrows()]
     rows += [[name, "unreadable", "—", "—", reason] for name, reason in run.unreadable]
+    rows += [[str(r["trial_dir"]), f"recovered ({r['status']})", str(r[metrics.WRN]),
+              number(r[metrics.EPOCHS_DONE]),
+              f"{run_files.RESULT_FILE} damaged or incomplete; read from {r['recovered_from']}"]
+             for _, r in recovered.iterrows()]
     blocks.append(Table(["trial directory", "status", "WRN", "epochs", "reason"], rows,
                         [False, False, False, True, False]))
     return blocks

@@ -75,3 +75,29 @@ def cost_error(run: Run) -> dict[str, float] | None:
     factor = np.exp(np.abs(np.log(usable[cols[1]] / usable[cols[0]])))
     return {"trials": float(len(usable)), "median_factor": float(np.median(factor)),
             "within_1_5": float((factor <= 1.5).mean()), "within_2": float((factor <= 2).mean())}
+
+
+ITERATION_S = "time_this_iter_s"  # Ray's: seconds between a result and the one before
+
+
+def training_spans(run: Run) -> list[tuple[float, float]]:
+    """(start, end) epoch seconds of every reported step of every trial, from Ray's timestamp
+    and time_this_iter_s in the results; steps without both are left out."""
+    history = run.history
+    if history.empty or ITERATION_S not in history or "timestamp" not in history:
+        return []
+    end = pd.to_numeric(history["timestamp"], errors="coerce")
+    length = pd.to_numeric(history[ITERATION_S], errors="coerce")
+    ok = end.notna() & length.notna() & (length >= 0)
+    return sorted(zip((end - length)[ok].tolist(), end[ok].tolist(), strict=True))
+
+
+def busy_seconds(spans: list[tuple[float, float]]) -> float:
+    """Seconds during which at least one span was under way (their union's length): the time
+    some trial was training, a lower bound of the run's wall-clock time."""
+    total, reach = 0.0, -np.inf
+    for start, end in sorted(spans):
+        if end > reach:
+            total += end - max(start, reach)
+            reach = end
+    return total

@@ -25,8 +25,12 @@ def status_text(run_dir: Path) -> str:
         span = formats.duration
         lines.append(f"budget: {span(used)} used of {span(budget)} ({span(budget - used)} left), "
                      f"resumed {state.get('resumes', 0)} times")
+    recovered = run.recovered
     lines.append("trials: " + ", ".join(f"{int(counts.get(s, 0))} {s}" for s in STATUSES)
-                 + (f", {len(run.unreadable)} unreadable" if run.unreadable else ""))
+                 + (f", {len(run.unreadable)} unreadable" if run.unreadable else "")
+                 + (f"; {len(recovered)} recovered from damaged results: "
+                    + ", ".join(f"{r['trial_id']} ({r['recovered_from']})"
+                                for _, r in recovered.iterrows()) if len(recovered) else ""))
     lines.append("spend: " + unfinished_spend(run))
     epsilons = run.eval_epsilons
     if not epsilons:

@@ -1,7 +1,8 @@
 """`wrn-search`: the only place that prints for humans.
 
 Every bad input ends with one line on stderr ("wrn-search: error: <field>: <value> ...")
-and exit status 2; Ctrl-C ends with status 130 after the run state is saved.
+and exit status 2; Ctrl-C ends with status 130 after the run state is saved. The exit
+statuses below are the only ones, each listed in README.md ("Exit status").
 """
 
 from __future__ import annotations
@@ -17,10 +18,13 @@ from typing import Any, NoReturn
 
 from search.cluster import prefer_loopback, quiet_ray
 from trainables import formats
-from trainables.config import ConfigError
+from trainables.config import ConfigError, NotARunError
 
-EXIT_USAGE = 2
-EXIT_INTERRUPTED = 130
+EXIT_OK = 0  # done; a search finished or spent its budget, with at least one trial's results
+EXIT_NO_RESULT = 1  # a search ended without a trial's results: every trial errored, or none ran
+EXIT_USAGE = 2  # bad input: a setting, a flag, a spec, a path that is not a folder
+EXIT_NOT_A_RUN = 3  # RUN_DIR is a folder that holds no run (status, report, resume, ...)
+EXIT_INTERRUPTED = 130  # Ctrl-C, or a search stopped before it ended: `resume` continues it
 
 
 class _Parser(argparse.ArgumentParser):
@@ -182,7 +186,7 @@ def _cmd_train(a: argparse.Namespace) -> int:
     _say(run.summary())
     _say(f"wrote {out}/: metrics.csv, metrics.jsonl, config.json, checkpoint/ "
          f"(state.pt, best_model.pt), tensorboard/")
-    return 0
+    return EXIT_OK
 
 
 # ------------------------------------------------------------------------ search
@@ -257,6 +261,9 @@ def _outcome_lines(outcome: Any) -> None:
          f"({outcome.errored} errored) in {outcome.elapsed_s:.0f}s; results in {outcome.run_dir}")
     if outcome.state == "interrupted":
         _say(f"continue it with: wrn-search resume {outcome.run_dir}")
+    elif outcome.errored >= outcome.trials:
+        _say("no trial produced results: " + ("every trial errored (the report lists why)"
+                                             if outcome.trials else "none could start"))
 
 
 def _report_after(run_dir: str, skip: bool) -> None:
@@ -276,7 +283,7 @@ def _cmd_run(a: argparse.Namespace) -> int:
     spec = load_spec(a.spec, name=a.name, **{"budget.time": a.budget, "storage.path": a.storage})
     if a.dry_run:
         _say(json.dumps(spec_summary(spec), indent=2))
-        return 0
+        return EXIT_OK
     if not a.address:
         load_dataset(spec.data)  # decode and cache once, and fail before Ray if data is missing
     return _searching(lambda printer: run_search(
@@ -293,7 +300,14 @@ def _searching(search: Any, no_report: bool) -> int:
         printer.close()
     _outcome_lines(outcome)
     _report_after(outcome.run_dir, no_report)
-    return 0 if outcome.state != "interrupted" else EXIT_INTERRUPTED
+    return search_status(outcome)
+
+
+def search_status(outcome: Any) -> int:
+    """The exit status of a search that ran: interrupted, without any trial's results, or ok."""
+    if outcome.state == "interrupted":
+        return EXIT_INTERRUPTED
+    return EXIT_NO_RESULT if outcome.errored >= outcome.trials else EXIT_OK
 
 
 def _cmd_resume(a: argparse.Namespace) -> int:
@@ -307,7 +321,7 @@ def _cmd_status(a: argparse.Namespace) -> int:
     from analysis.status import status_text
 
     _say(status_text(Path(a.run_dir)))
-    return 0
+    return EXIT_OK
 
 
 def _cmd_evaluate(a: argparse.Namespace) -> int:
@@ -325,14 +339,14 @@ def _cmd_evaluate(a: argparse.Namespace) -> int:
                            printer=_say)
     for line in summary:
         _say(line)
-    return 0
+    return EXIT_OK
 
 
 def _cmd_export(a: argparse.Namespace) -> int:
     from search.export import export_model
 
     export_model(a.run_dir, trial_id=a.trial, knee=a.knee, out=a.out, printer=_say)
-    return 0
+    return EXIT_OK
 
 
 def _cmd_report(a: argparse.Namespace) -> int:
@@ -342,7 +356,7 @@ def _cmd_report(a: argparse.Namespace) -> int:
     files = write_report(Path(a.run_dir), Path(a.out) if a.out else None, formats)
     for f in files:
         _say(str(f))
-    return 0
+    return EXIT_OK
 
 
 # -------------------------------------------------------------------------- main
@@ -377,7 +391,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return args.func(args)
     except ConfigError as exc:
         print(f"wrn-search: error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+        return EXIT_NOT_A_RUN if isinstance(exc, NotARunError) else EXIT_USAGE
     except KeyboardInterrupt:
         print("wrn-search: interrupted; finished work is saved", file=sys.stderr)
         return EXIT_INTERRUPTED

@@ -24,7 +24,7 @@ from models import count_parameters, wrn_name
 from trainables import formats, run_files
 from trainables import metrics as M
 from trainables.checkpoint import best_checkpoint, load_best_model, load_file
-from trainables.config import ConfigError, TrialConfig, fail
+from trainables.config import ConfigError, TrialConfig, fail, not_a_run
 
 PROGRAM_FILE = "model.pt2"
 CARD_FILE = "MODEL_CARD.md"
@@ -40,8 +40,8 @@ def export_model(run_dir: str | Path, *, trial_id: str | None = None, knee: bool
     RUN_DIR/export/<trial id>); returns the folder."""
     run_dir = Path(run_dir)
     if not (run_dir / run_files.DRIVER_DIR).is_dir():
-        raise fail("RUN_DIR", str(run_dir), "it holds no wrn-search run (no "
-                   f"{run_files.DRIVER_DIR}/ folder)")
+        raise not_a_run(str(run_dir), run_dir.is_dir(), "it holds no wrn-search run (no "
+                        f"{run_files.DRIVER_DIR}/ folder)")
     if (trial_id is None) == (not knee):
         raise ConfigError("export: choose one model, --trial ID or --knee")
     run = load_run(run_dir)

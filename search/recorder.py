@@ -55,12 +55,16 @@ class RunRecorder(tune.Callback):
         self.files = run_files.RunFiles(self.run_dir)
         self.last_flush = 0.0
         self.last_line = ""
+        self.whole_record: dict[str, Any] | None = None  # the last whole run.json seen
 
     def attach(self, run_dir: str, printer: Callable[[str], None] | None) -> None:
         """Point at the run folder where it is now (it may have moved) and print there."""
         self.run_dir, self.printer = run_dir, printer
         self.clock.attach(run_dir)
         self._reset()
+        record, problem = self.files.run_record()
+        if problem is None:
+            self.whole_record = record
 
     def __getstate__(self) -> dict[str, Any]:
         return {"run_dir": self.run_dir, "printer": None, "interval_s": self.interval_s,
@@ -96,11 +100,32 @@ class RunRecorder(tune.Callback):
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self._event(trial, "error", _error_line(trial))
 
+    def ended_trials(self) -> set[str]:
+        """Ids of the trials Ray ended for good, in any session: completed, early-stopped or
+        errored (their last event). After Ctrl-C Ray marks the trials it was running
+        TERMINATED as well, without telling the callbacks, so its statuses cannot tell."""
+        if not self.files.exists(run_files.EVENTS_FILE):
+            return set()
+        good, _ = run_files.parse_json_lines(self.files.read_text(run_files.EVENTS_FILE))
+        last = {str(e.get("trial_id")): e.get("event") for e in good}
+        return {trial_id for trial_id, event in last.items() if event in ("complete", "error")}
+
     # ---------------------------------------------------------- budget, status
     def update_run_state(self, **changes: Any) -> None:
-        state = self.files.read_json(run_files.RUN_FILE)
-        state.update(elapsed_s=round(self.elapsed_s, 1), **changes)
-        self.files.write_json(run_files.RUN_FILE, state)
+        """Rewrite run.json with the budget used and `changes`. A damaged run.json is never
+        written back in part: its lost fields come from the last whole copy this recorder
+        saw, and without one the file is left for `resume` to rebuild."""
+        record, problem = self.files.run_record()
+        if problem is not None:
+            where = self.files.path(run_files.RUN_FILE)
+            if self.whole_record is None:
+                log.warning("%s: %s; not rewriting it (`resume` rebuilds it)", where, problem)
+                return
+            log.warning("%s: %s; rewriting it from the last whole copy", where, problem)
+            record = {**self.whole_record, **record}
+        record.update(elapsed_s=round(self.elapsed_s, 1), **changes)
+        self.whole_record = record
+        self.files.write_json(run_files.RUN_FILE, record)
 
     def on_step_end(self, iteration: int, trials: list, **info: Any) -> None:
         now = time.time()

@@ -12,11 +12,14 @@ import logging
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from ray import tune
 
+from analysis.load import load_run
+from analysis.spend import busy_seconds, training_spans
 from search.budget import BudgetClock, BudgetGate
 from search.cluster import TrialResources, check_resources, local_gpu_memory, start_ray
 from search.cost_model import GPU_PRIOR_FLOPS_PER_S, CostModel, measure_cpu_flops_per_s
@@ -25,8 +28,19 @@ from search.recorder import RunRecorder, new_run_state
 from search.schedulers import build_scheduler, milestones
 from search.searchers import FidelityAwareOptunaSearch, build_searcher, num_trials, space_exhausted
 from search.spec import ExperimentSpec
-from trainables.config import RAY_TRIAL_KEY, ConfigError, trial_from_ray
-from trainables.run_files import DRIVER_DIR, RUN_FILE, SPEC_JSON, SPEC_TOML, TUNER_FILE, RunFiles
+from trainables import metrics as M
+from trainables.config import RAY_TRIAL_KEY, ConfigError, not_a_run, trial_from_ray
+from trainables.run_files import (
+    DRIVER_DIR,
+    PARAMS_FILE,
+    RUN_FILE,
+    SPEC_JSON,
+    SPEC_TOML,
+    TUNER_FILE,
+    RunFiles,
+    finite_number,
+    read_json_object,
+)
 from trainables.tune_trial import CHECKPOINT_INTERVAL, REPORT_EPOCHS, train_wrn
 
 log = logging.getLogger(__name__)
@@ -210,6 +224,28 @@ def _attach(tuner: tune.Tuner, run_dir: str, printer: Callable[[str], None] | No
         searcher.attach_clock(recorder.clock)
 
 
+def trial_over(metrics: dict[str, Any], errored: bool, ended: set[str]) -> bool:
+    """Whether a trial is terminal: it errored, trained all its epochs, or Ray ended it (an
+    early stop; `ended` from the driver's events). A trial cut short by Ctrl-C is not."""
+    if errored or str(metrics.get("trial_id")) in ended:
+        return True
+    done, total = finite_number(metrics.get(M.EPOCHS_DONE)), finite_number(metrics.get(M.MAX_EPOCHS))
+    return done is not None and total is not None and done >= total
+
+
+def end_state(*, budget_spent: bool, searcher_ended: str | None, all_over: bool,
+              search_done: bool) -> str:
+    """How a search ended: "finished" only when every trial is terminal and the searcher or
+    the trial cap is done; "budget_exhausted" when the budget is spent, or the searcher found
+    nothing that fits in what is left and nothing is still training; else "interrupted"
+    (Ctrl-C, or Ray stopped early: `resume` continues it)."""
+    if budget_spent or (all_over and searcher_ended == "budget"):
+        return "budget_exhausted"
+    if all_over and search_done:
+        return "finished"
+    return "interrupted"
+
+
 def _finish(tuner: tune.Tuner, spec: ExperimentSpec, run_dir: str) -> Outcome:
     """Run to the end (budget, trial cap, or Ctrl-C) and record how it ended."""
     recorder = _recorder(tuner)
@@ -222,14 +258,12 @@ def _finish(tuner: tune.Tuner, spec: ExperimentSpec, run_dir: str) -> Outcome:
     elapsed = recorder.elapsed_s
     searcher = _searcher(tuner)
     ended = searcher.ended if searcher is not None else None
-    if elapsed >= spec.budget.time * 0.99 or ended == "budget":
-        state = "budget_exhausted"  # spent, or nothing that could still finish fits in the rest
-    elif all(r.metrics or r.error for r in grid) and (
-            trials >= num_trials(spec) or ended == "space"
-            or space_exhausted(spec.space, [r.config for r in grid])):
-        state = "finished"  # every trial, or every configuration of a finite space, is done
-    else:
-        state = "interrupted"  # Ctrl-C: Ray saved the experiment; `resume` continues it
+    over = recorder.ended_trials()
+    state = end_state(
+        budget_spent=elapsed >= spec.budget.time * 0.99, searcher_ended=ended,
+        all_over=all(trial_over(r.metrics or {}, r.error is not None, over) for r in grid),
+        search_done=(trials >= num_trials(spec) or ended == "space"
+                     or space_exhausted(spec.space, [r.config for r in grid if r.config])))
     recorder.update_run_state(state=state)
     return Outcome(run_dir, state, trials, grid.num_errors, elapsed)
 
@@ -263,14 +297,54 @@ def run_search(spec: ExperimentSpec, *, address: str | None = None,
 def load_run_spec(run_dir: str) -> ExperimentSpec:
     files = RunFiles(run_dir)
     if not files.exists(SPEC_JSON) or not RunFiles(run_dir, folder="").exists(TUNER_FILE):
-        raise ConfigError(f"RUN_DIR: {run_dir!r} is not allowed; it holds no search started by "
-                          f"`wrn-search run` (no {SPEC_JSON} and {TUNER_FILE})")
+        raise not_a_run(run_dir, RunFiles(run_dir, folder="").exists(""), "it holds no search "
+                        f"started by `wrn-search run` (no {SPEC_JSON} and {TUNER_FILE})")
     try:
         raw = json.loads(files.read_text(SPEC_JSON))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"RUN_DIR: {run_dir!r} is not allowed; its {DRIVER_DIR}/{SPEC_JSON} "
                           f"is damaged ({exc})") from None
     return ExperimentSpec.from_dict(raw)
+
+
+def run_record(run_dir: str, spec: ExperimentSpec) -> dict[str, Any]:
+    """The run's run.json as a whole record: as it stands, or, when it is damaged, rebuilt
+    (`rebuild_run_record`) and said so; a damaged one on shared storage is refused."""
+    record, problem = RunFiles(run_dir).run_record()
+    if problem is None:
+        return record
+    where = f"{run_dir.rstrip('/')}/{DRIVER_DIR}/{RUN_FILE}"
+    if "://" in run_dir:
+        raise ConfigError(f"RUN_DIR: {where} is not allowed; {problem} (copy the run folder "
+                          "down and resume it there: a local folder's run.json is rebuilt)")
+    record = rebuild_run_record(Path(run_dir), spec, record)
+    log.warning("%s: %s; rebuilt %s from spec.json and the trials' records", where, problem,
+                ", ".join(record["rebuilt"]))
+    return record
+
+
+def rebuild_run_record(run_dir: Path, spec: ExperimentSpec, record: dict[str, Any]) -> dict[str, Any]:
+    """`record` (run.json's valid fields) with the missing ones rebuilt, listed in "rebuilt":
+    name and budget from spec.json; elapsed_s as the seconds some trial was training (a lower
+    bound: driver start-up and idle time are not in the results); created from the first
+    trial's start; the state from the trials, as `end_state` decides it at the end of a
+    search (so a finished search stays finished)."""
+    run = load_run(run_dir)
+    spans = training_spans(run)
+    elapsed = round(busy_seconds(spans), 1)
+    starts = run.trials["start_time"].dropna().tolist() + [a for a, _ in spans[:1]]
+    first = min(starts) if starts else (run_dir / DRIVER_DIR / SPEC_JSON).stat().st_mtime
+    configs = [read_json_object(run_dir / d / PARAMS_FILE) for d in run.trials["trial_dir"]]
+    over = run.trials["status"].isin(("complete", "stopped", "error")).all() and not run.unreadable
+    state = end_state(budget_spent=elapsed >= spec.budget.time * 0.99, searcher_ended=None,
+                      all_over=bool(over),
+                      search_done=(len(run.trials) + len(run.unreadable) >= num_trials(spec)
+                                   or space_exhausted(spec.space, configs)))
+    facts = {"name": spec.name, "budget_s": spec.budget.time, "elapsed_s": elapsed,
+             "created": datetime.fromtimestamp(first, timezone.utc).isoformat(timespec="seconds"),
+             "state": state, "resumes": 0}
+    rebuilt = sorted(k for k in facts if k not in record)
+    return {**facts, **record, "rebuilt": rebuilt}
 
 
 def resume_search(run_dir: str, *, address: str | None = None,
@@ -284,14 +358,14 @@ def resume_search(run_dir: str, *, address: str | None = None,
     run_dir = absolute_storage(run_dir)
     spec = load_run_spec(run_dir)
     files = RunFiles(run_dir)
-    state = files.read_json(RUN_FILE)
-    if state.get("state") in ("finished", "budget_exhausted"):
+    state = run_record(run_dir, spec)
+    if state["state"] in ("finished", "budget_exhausted"):
         raise ConfigError(f"RUN_DIR: {run_dir!r} is not allowed; that search already "
                           f"{state['state'].replace('_', ' ')} (start a new one with run)")
     nodes = start_ray(address)
     check_resources(spec.resources.cpus_per_trial, spec.resources.gpus_per_trial, nodes)
     files.write_json(RUN_FILE, {**state, "state": "running",
-                                "resumes": int(state.get("resumes", 0)) + 1})
+                                "resumes": state.get("resumes", 0) + 1})
     tuner = tune.Tuner.restore(run_dir, trainable=_trainable(spec, nodes, trainable),
                                resume_unfinished=True, resume_errored=False)
     _attach(tuner, run_dir, printer)  # the folder may have moved since it was saved

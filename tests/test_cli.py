@@ -94,3 +94,46 @@ def test_ray_address_from_the_environment_as_rays_tools_use_it(
     monkeypatch.setenv("RAY_ADDRESS", "10.0.0.5:6379")
     assert build_parser().parse_args(command).address == "10.0.0.5:6379"
     assert build_parser().parse_args([*command, "--address", "auto"]).address == "auto"
+
+
+@pytest.mark.parametrize("command", ["status", "report"])
+def test_a_folder_that_holds_no_run_exits_3_and_writes_nothing(
+        command: str, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from search.cli import EXIT_NOT_A_RUN
+
+    (tmp_path / "notes.txt").write_text("not a run")
+    assert main([command, str(tmp_path)]) == EXIT_NOT_A_RUN
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith("wrn-search: error: RUN_DIR: ")
+    assert "holds no run" in err
+    assert [p.name for p in tmp_path.iterdir()] == ["notes.txt"]
+    assert main([command, str(tmp_path / "missing")]) == 2  # no folder at all: bad input
+
+
+@pytest.mark.parametrize(("state", "trials", "errored", "status"), [
+    ("finished", 3, 3, 1),  # every trial errored
+    ("budget_exhausted", 0, 0, 1),  # none could start
+    ("finished", 3, 1, 0),
+    ("budget_exhausted", 2, 0, 0),
+    ("interrupted", 2, 2, 130),
+])
+def test_a_search_exit_status_says_how_it_ended(state: str, trials: int, errored: int,
+                                                 status: int, capsys: pytest.CaptureFixture) -> None:
+    from search.cli import _searching
+    from search.tuner import Outcome
+
+    outcome = Outcome("runs/x", state, trials, errored, 12.0)
+    assert _searching(lambda printer: outcome, no_report=True) == status
+    assert ("no trial produced results" in capsys.readouterr().out) == (status == 1)
+
+
+def test_every_exit_status_is_in_the_readme_table() -> None:
+    import re
+
+    import search.cli as cli
+
+    defined = {v for k, v in vars(cli).items() if k.startswith("EXIT_")}
+    text = (ROOT / "README.md").read_text()
+    table = text[text.index("### Exit status"):]
+    table = table[:table.index("\n\n", table.index("|"))]
+    assert {int(c) for c in re.findall(r"^\| (\d+) \|", table, re.M)} == defined

@@ -127,6 +127,6 @@ def test_the_knee_is_the_robust_fronts_and_a_front_without_one_is_one_line(
 
 
 def test_a_folder_without_a_run_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    assert main(["export", str(tmp_path), "--knee"]) == 2
+    assert main(["export", str(tmp_path), "--knee"]) == 3  # EXIT_NOT_A_RUN
     assert "RUN_DIR" in capsys.readouterr().err
     assert not list(tmp_path.iterdir())  # nothing written

@@ -194,7 +194,8 @@ def test_an_untested_pyautoattack_fails_in_one_line(run_dir: Path, monkeypatch: 
 
 def test_run_without_finished_trials_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     run = tmp_path / "empty"
-    run.mkdir()
+    (run / run_files.DRIVER_DIR).mkdir(parents=True)  # a run that has only started
+    (run / run_files.DRIVER_DIR / run_files.RUN_FILE).write_text('{"state": "running"}')
     with pytest.raises(ConfigError, match="no finished"):
         _evaluate(run, [])
     assert main(["evaluate", str(run), "--attacks", "pgd,bogus"]) == 2

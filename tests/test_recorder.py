@@ -85,3 +85,23 @@ def test_status_line_counts_trials_and_the_unfinished_spend() -> None:
     assert "trials: 3 done, 1 running, 1 pending, 1 stopped, 1 errored" in line
     assert "front: 2" in line  # twins count each, as in `wrn-search status`
     assert "no full fidelity: 0m15s of 2m35s trial time" in line
+
+
+def test_a_damaged_run_json_is_rewritten_whole_or_not_at_all(tmp_path: Path) -> None:
+    recorder = _recorder(tmp_path)
+    run_file = tmp_path / run_files.DRIVER_DIR / run_files.RUN_FILE
+    recorder.attach(str(tmp_path), None)  # sees the whole record
+    run_file.write_text('{"name": "demo", "budget_s": 600.0, "elap')  # torn
+    recorder.update_run_state(state="interrupted")
+    state = json.loads(run_file.read_text())
+    assert state["name"] == "demo" and state["budget_s"] == 600.0 and state["created"]
+    assert state["state"] == "interrupted" and state["ray_version"]
+    run_file.write_text(json.dumps({**state, "budget_s": "abc", "resumes": 3}))  # wrong type
+    recorder.update_run_state()
+    state = json.loads(run_file.read_text())
+    assert state["budget_s"] == 600.0 and state["resumes"] == 3  # the rest as read now
+
+    fresh = RunRecorder(str(tmp_path), clock=BudgetClock(str(tmp_path), 600.0))
+    run_file.write_text("{}")  # damaged before this recorder saw a whole record
+    fresh.update_run_state(state="finished")
+    assert run_file.read_text() == "{}"  # not written back in part; `resume` rebuilds it

@@ -126,12 +126,22 @@ def test_fronts_exclude_stopped_trials(tmp_path: Path) -> None:
     assert [f.objective for f in fronts(run)] == ["robust", "robust", "clean"]
 
 
-def test_empty_run_still_reports(tmp_path: Path) -> None:
-    run_dir = tmp_path / "empty"
-    run_dir.mkdir()
+def test_a_run_without_trials_still_reports(tmp_path: Path) -> None:
+    run_dir = tmp_path / "started"
+    (run_dir / run_files.DRIVER_DIR).mkdir(parents=True)
+    (run_dir / run_files.DRIVER_DIR / run_files.RUN_FILE).write_text('{"state": "running"}')
     written = write_report(run_dir)
     page = (run_dir / "report" / "report.html").read_text()
     assert "PARTIAL RUN" in page and len(written) >= 5
+
+
+def test_a_folder_without_a_run_is_refused_and_nothing_written(tmp_path: Path) -> None:
+    from trainables.config import NotARunError
+
+    (tmp_path / "notes.txt").write_text("not a run")
+    with pytest.raises(NotARunError, match="holds no run"):
+        write_report(tmp_path)
+    assert [p.name for p in tmp_path.iterdir()] == ["notes.txt"]
 
 
 def _chromium() -> str | None:

@@ -15,6 +15,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import optuna
@@ -22,14 +23,18 @@ import psutil
 import pytest
 import ray
 import torch
+from ray.tune import Result
 
 from analysis import front, load_run
 from analysis.spend import cost_error
+from search.budget import BudgetClock
+from search.recorder import RunRecorder, new_run_state
 from search.searchers import DefineByRunSpace
 from search.spec import ExperimentSpec
-from search.tuner import run_search
+from search.tuner import _finish, end_state, resume_search, run_search
 from trainables import metrics as M
 from trainables import run_files
+from trainables.config import ConfigError
 from trainables.trainer import Trainer
 from trainables.tune_trial import train_wrn
 
@@ -144,6 +149,183 @@ def test_search_records_every_trial_and_survives_a_diverging_one(tmp_path: Path,
     status = subprocess.run([sys.executable, "-m", "search.cli", "status", str(run_dir)],
                             capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert status.returncode == 0 and "3 complete, 0 stopped, 1 error" in status.stdout
+
+
+class _Grid(list):
+    """A ResultGrid's part that `_finish` reads: its Results and how many errored."""
+
+    @property
+    def num_errors(self) -> int:
+        return sum(r.error is not None for r in self)
+
+
+class _StoppedTuner:
+    """What `_finish` sees of a Tuner: its recorder, no searcher, and the ResultGrid that
+    `fit` returned (here a list of real Ray `Result`s)."""
+
+    def __init__(self, recorder: RunRecorder, results: list[Result]) -> None:
+        config = SimpleNamespace(callbacks=[recorder])
+        self._local_tuner = SimpleNamespace(get_run_config=lambda: config,
+                                            _tune_config=SimpleNamespace(search_alg=None))
+        self.results = results
+
+    def fit(self) -> _Grid:
+        return _Grid(self.results)
+
+
+def _result(trial_id: str, epochs: float, max_epochs: int = 5, width: int = 1) -> Result:
+    config = {M.DEPTH: 10, M.WIDTH: width, M.TRAIN_STEPS: 1, M.TRAIN_EPS: 8 / 255}
+    return Result(metrics={"trial_id": trial_id, M.EPOCHS_DONE: epochs, M.MAX_EPOCHS: max_epochs,
+                           "config": config}, checkpoint=None, error=None, path="")
+
+
+def _stopped_run(tmp_path: Path, results: list[Result], events: list[tuple[str, str]]) -> str:
+    """How `_finish` records a search whose `fit` returned `results`, with `events` (trial id,
+    event) already in events.jsonl."""
+    spec = ExperimentSpec.from_dict(tiny_spec(tmp_path, budget={"max_trials": 2},
+                                              training={"epochs": 5}))
+    run_dir = tmp_path / "tiny"
+    files = run_files.RunFiles(str(run_dir))
+    files.write_json(run_files.RUN_FILE, new_run_state("tiny", spec.budget.time))
+    for trial_id, event in events:
+        files.append_line(run_files.EVENTS_FILE, json.dumps({"trial_id": trial_id, "event": event}))
+    recorder = RunRecorder(str(run_dir), clock=BudgetClock(str(run_dir), spec.budget.time))
+    outcome = _finish(_StoppedTuner(recorder, results), spec, str(run_dir))
+    assert json.loads(files.read_text(run_files.RUN_FILE))["state"] == outcome.state
+    return outcome.state
+
+
+def test_ctrl_c_after_every_trial_started_is_an_interruption(tmp_path: Path) -> None:
+    """The issue's case: max_trials = 2, both running at epoch 1 of 5 when Ctrl-C lands (Ray
+    then marks them TERMINATED, and each has metrics): not finished, `resume` continues it."""
+    cut = [_result("a", 1), _result("b", 1, width=2)]
+    assert _stopped_run(tmp_path, cut, [("a", "start"), ("b", "start")]) == "interrupted"
+
+
+@pytest.mark.parametrize(("epochs", "events", "state"), [
+    ((5, 5), [], "finished"),  # both trained every epoch
+    ((5, 2), [("b", "complete")], "finished"),  # b stopped at a rung by the scheduler
+    ((5, 1), [("b", "error")], "finished"),  # b errored
+    ((5, 2), [("b", "start"), ("b", "complete"), ("b", "start")], "interrupted"),  # b again
+    ((5, 2), [("a", "complete")], "interrupted"),  # only a ended; b was cut short
+])
+def test_a_search_is_finished_only_when_every_trial_is_terminal(
+        tmp_path: Path, epochs: tuple[int, int], events: list[tuple[str, str]], state: str) -> None:
+    results = [_result("a", epochs[0]), _result("b", epochs[1], width=2)]
+    assert _stopped_run(tmp_path, results, events) == state
+
+
+def test_end_state_budget_and_searcher() -> None:
+    assert end_state(budget_spent=True, searcher_ended=None, all_over=False,
+                     search_done=False) == "budget_exhausted"
+    assert end_state(budget_spent=False, searcher_ended="budget", all_over=True,
+                     search_done=False) == "budget_exhausted"
+    # the searcher found nothing that fits, but a trial was still training at Ctrl-C
+    assert end_state(budget_spent=False, searcher_ended="budget", all_over=False,
+                     search_done=False) == "interrupted"
+    assert end_state(budget_spent=False, searcher_ended="space", all_over=True,
+                     search_done=True) == "finished"
+
+
+class _RayStarted(Exception):
+    """Raised in place of starting Ray: the resume got past its checks."""
+
+
+def _damaged_run(tmp_path: Path, epochs: tuple[int, int]) -> Path:
+    """A search of two trials (9 epochs each) that trained `epochs`, whose run.json was cut
+    off mid-write; max_trials = 2, so it is finished when both trained every epoch."""
+    from fake_run import _lines
+
+    spec = ExperimentSpec.from_dict(tiny_spec(tmp_path, budget={"max_trials": 2}))
+    run_dir = tmp_path / "tiny"
+    files = run_files.RunFiles(str(run_dir))
+    files.write_json(run_files.SPEC_JSON, spec.to_json())
+    (run_dir / run_files.TUNER_FILE).write_bytes(b"")
+    start = 1_790_000_000.0
+    for k, (width, done) in enumerate(zip((1, 2), epochs, strict=True)):
+        folder = run_dir / f"trial_t{k}_wrn-10-{width}"
+        folder.mkdir()
+        (folder / run_files.PARAMS_FILE).write_text(json.dumps({M.DEPTH: 10, M.WIDTH: width}))
+        lines = [{**line, "time_this_iter_s": 10.0 * width}
+                 for line in _lines(f"t{k}", 10, width, done, 0.3, 0.5, start)]
+        (folder / run_files.RESULT_FILE).write_text("".join(json.dumps(x) + "\n" for x in lines))
+        files.append_line(run_files.EVENTS_FILE, json.dumps(
+            {"time": start, "trial_id": f"t{k}", "event": "start"}))
+        if done == 9:
+            files.append_line(run_files.EVENTS_FILE, json.dumps(
+                {"time": lines[-1]["timestamp"], "trial_id": f"t{k}", "event": "complete"}))
+    (run_dir / run_files.DRIVER_DIR / run_files.RUN_FILE).write_text('{"name": "tiny", "budg')
+    return run_dir
+
+
+def _resume_until_ray(run_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def no_ray(address: Any) -> Any:
+        raise _RayStarted
+
+    monkeypatch.setattr("search.tuner.start_ray", no_ray)
+    resume_search(str(run_dir))
+
+
+def test_a_damaged_run_json_of_a_finished_search_still_refuses_resume(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    run_dir = _damaged_run(tmp_path, (9, 9))
+    with pytest.raises(ConfigError, match="already finished"):
+        _resume_until_ray(run_dir, monkeypatch)
+
+
+def test_a_damaged_run_json_is_rebuilt_not_written_back_in_part(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    run_dir = _damaged_run(tmp_path, (9, 4))
+    monkeypatch.setattr("search.tuner.start_ray", lambda address: [{"CPU": 2.0}])
+
+    def no_restore(*args: Any, **kwargs: Any) -> Any:
+        raise _RayStarted
+
+    monkeypatch.setattr("ray.tune.Tuner.restore", no_restore)
+    with pytest.raises(_RayStarted):
+        resume_search(str(run_dir))
+    state = json.loads((run_dir / run_files.DRIVER_DIR / run_files.RUN_FILE).read_text())
+    assert state["name"] == "tiny" and state["budget_s"] == 300.0
+    assert state["created"] == "2026-09-21T14:13:20+00:00"  # the first trial's start
+    assert state["elapsed_s"] == 90.0  # t0 trained 9 x 10 s while t1 trained 4 x 20 s
+    assert state["state"] == "running" and state["resumes"] == 1
+    assert state["rebuilt"] == ["budget_s", "created", "elapsed_s", "name", "resumes", "state"]
+
+
+@pytest.mark.slow
+def test_ctrl_c_with_every_trial_running_exits_130_and_resumes(tmp_path: Path) -> None:
+    """The real case: both trials of max_trials = 2 at epoch 1 of 5, then SIGINT."""
+    spec_path = tmp_path / "tiny.toml"
+    raw = tiny_spec(tmp_path, budget={"time": "5m", "max_trials": 2, "max_concurrent": 2},
+                    training={"epochs": 5}, space={"width": [1, 2], "train_steps": 1})
+    spec_path.write_text(_toml(raw))
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    driver = subprocess.Popen([sys.executable, "-m", "search.cli", "run", str(spec_path)],
+                              cwd=tmp_path, env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True)
+    run_dir = tmp_path / "tiny"
+    deadline = time.time() + 240
+    while time.time() < deadline:
+        rows = _results(run_dir)
+        if len(rows) == 2 and all(r and r[-1][M.EPOCHS_DONE] < 5 for r in rows.values()):
+            break
+        assert driver.poll() is None, driver.communicate()[1][-3000:]
+        time.sleep(0.2)
+    else:
+        pytest.fail("the two trials did not both report in time")
+    driver.send_signal(signal.SIGINT)
+    out, err = driver.communicate(timeout=180)
+    assert driver.returncode == 130, err[-3000:]
+    assert "search interrupted" in out and "search finished" not in out
+    state = json.loads((run_dir / run_files.DRIVER_DIR / run_files.RUN_FILE).read_text())
+    assert state["state"] == "interrupted"
+    assert "PARTIAL RUN" in (run_dir / "report" / "report.md").read_text()
+    resumed = subprocess.run([sys.executable, "-m", "search.cli", "resume", str(run_dir),
+                              "--no-report"], cwd=tmp_path, env=env, capture_output=True,
+                             text=True, timeout=400)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "search finished: 2 trials" in resumed.stdout
+    assert all(rows[-1][M.EPOCHS_DONE] == 5 for rows in _results(run_dir).values())
 
 
 @pytest.mark.slow

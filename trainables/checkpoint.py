@@ -14,12 +14,14 @@ Both are written atomically (temporary file, then rename) and read with
 from __future__ import annotations
 
 import os
+import pickle
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from models import WideResNet
+from trainables import metrics as M
 from trainables import run_files
 from trainables.config import TrialConfig
 from trainables.trainer import Trainer
@@ -76,4 +78,28 @@ def best_checkpoint(trial_dir: Path) -> Path | None:
     for folder in sorted(Path(trial_dir).glob("checkpoint_*"), reverse=True):
         if (folder / run_files.BEST_FILE).is_file():
             return folder
+    return None
+
+
+def checkpoint_result(trial_dir: Path) -> dict[str, Any] | None:
+    """What a trial's newest readable state.pt says, as result keys: the epochs done, the wall
+    time and the best epoch's metrics. `analysis` recovers a trial from it when result.json
+    lost its last lines (the last epoch always writes a checkpoint); None without one."""
+    for folder in sorted(Path(trial_dir).glob("checkpoint_*"), reverse=True):
+        path = folder / run_files.STATE_FILE
+        if not path.is_file():
+            continue
+        try:  # mmap: the weights stay on disk
+            state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        except (OSError, RuntimeError, ValueError, EOFError, pickle.UnpicklingError):
+            continue
+        best = state.get("best") or {}
+        out = {M.EPOCHS_DONE: state.get("epoch"), M.WALL_TIME_S: state.get("wall_time_s"),
+               M.BEST_VAL_ROBUST_ACC: best.get(M.VAL_ROBUST_ACC),
+               M.BEST_VAL_CLEAN_ACC: best.get(M.VAL_CLEAN_ACC), M.BEST_EPOCH: best.get(M.BEST_EPOCH)}
+        for key, value in best.items():
+            eps = M.robust_acc_eps(key)
+            if eps is not None:
+                out[M.best_robust_acc_key(eps)] = value
+        return {k: v for k, v in out.items() if v is not None}
     return None

@@ -33,6 +33,18 @@ class ConfigError(ValueError):
     """A user-supplied setting is invalid; the message is one line for humans."""
 
 
+class NotARunError(ConfigError):
+    """RUN_DIR is a folder, but holds no run: nothing to read, resume or report (its own
+    exit status, so a script can tell it from a bad setting)."""
+
+
+def not_a_run(run_dir: str, is_folder: bool, why: str) -> ConfigError:
+    """RUN_DIR names no run: a folder without one (NotARunError), or no folder at all (a bad
+    input, ConfigError)."""
+    error = NotARunError if is_folder else ConfigError
+    return error(f"RUN_DIR: {run_dir!r} is not allowed; {why}")
+
+
 def fail(field_name: str, value: Any, allowed: str) -> ConfigError:
     return ConfigError(f"{field_name}: {value!r} is not allowed; {allowed}")
 

@@ -13,6 +13,7 @@ import json
 import logging
 import math
 import numbers
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +43,14 @@ STATE_FILE = "state.pt"  # in a checkpoint: everything needed to continue the tr
 BEST_FILE = "best_model.pt"  # in a checkpoint: the best-validation-robust weights
 
 
+# run.json's fields and the type each must have; RUN_REQUIRED make a whole record.
+RUN_FIELDS: dict[str, type] = {
+    "name": str, "created": str, "state": str, "budget_s": float, "elapsed_s": float,
+    "resumes": int, "ray_version": str, "optuna_version": str, "plan": dict,
+}
+RUN_REQUIRED = ("name", "created", "state", "budget_s", "elapsed_s")
+
+
 def finite_number(value: Any) -> float | None:
     """A finite real read from a file, else None (missing, NaN, inf, bool, text all mean 'no
     value'): a damaged or hand-edited file must not turn into a wrong number."""
@@ -49,6 +58,47 @@ def finite_number(value: Any) -> float | None:
         return None
     value = float(value)
     return value if math.isfinite(value) else None
+
+
+_KIND_NAMES = {float: "a number", int: "a whole number", str: "text", bool: "true or false",
+               dict: "a JSON object", list: "a list"}
+
+
+def typed(value: Any, kind: type) -> Any:
+    """`value` as a `kind` (float and int through `finite_number`), else None."""
+    if kind is float:
+        return finite_number(value)
+    if kind is int:
+        number = finite_number(value)
+        return int(number) if number is not None and number.is_integer() else None
+    return value if isinstance(value, kind) else None
+
+
+def typed_fields(raw: Mapping[str, Any], types: Mapping[str, type], where: str) -> dict[str, Any]:
+    """`raw` with each field of `types` that has another type dropped (with a warning): read
+    as missing, so a damaged or hand-edited file neither crashes a reader nor turns into a
+    wrong value. Fields not in `types` are kept as they are."""
+    out = dict(raw)
+    for key, kind in types.items():
+        if key not in out:
+            continue
+        value = typed(out[key], kind)
+        if value is None:
+            log.warning("%s: %s = %r is not %s; read as missing", where, key, out.pop(key),
+                        _KIND_NAMES.get(kind, kind.__name__))
+        else:
+            out[key] = value
+    return out
+
+
+def section(raw: Mapping[str, Any], key: str, where: str) -> dict[str, Any]:
+    """A table inside a JSON object (spec.json's "threat_model"); {} with a warning when it is
+    there but not an object."""
+    value = raw.get(key)
+    if value is None or isinstance(value, dict):
+        return value or {}
+    log.warning("%s: %s = %r is not an object; read as missing", where, key, value)
+    return {}
 
 
 def read_json_object(path: Path) -> dict[str, Any]:
@@ -65,9 +115,13 @@ def read_json_object(path: Path) -> dict[str, Any]:
 
 def json_lines(path: Path) -> tuple[list[dict[str, Any]], list[tuple[int, str]]]:
     """Every line that parses to a JSON object, and (line number, error) for the rest."""
+    return parse_json_lines(path.read_text(encoding="utf-8", errors="replace"))
+
+
+def parse_json_lines(text: str) -> tuple[list[dict[str, Any]], list[tuple[int, str]]]:
+    """`json_lines` of text already read (a file on shared storage, read through RunFiles)."""
     good: list[dict[str, Any]] = []
     bad: list[tuple[int, str]] = []
-    text = path.read_text(encoding="utf-8", errors="replace")
     for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
@@ -126,15 +180,30 @@ class RunFiles:
         self.write_text(name, old + line + "\n")
 
     def read_json(self, name: str) -> dict[str, Any]:
-        """The file's object; {} when it is missing or damaged (the driver rewrites it)."""
+        """The file's object; {} when it is missing or damaged."""
+        return self.load_json(name)[0]
+
+    def load_json(self, name: str) -> tuple[dict[str, Any], str | None]:
+        """The file's object and, when it is missing or damaged, why (the object is then {})."""
         if not self.exists(name):
-            return {}
+            return {}, "missing"
         try:
             value = json.loads(self.read_text(name))
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            log.warning("%s/%s is damaged; starting it afresh", self.base, name)
-            return {}
-        return value if isinstance(value, dict) else {}
+        except (json.JSONDecodeError, UnicodeDecodeError) as err:
+            return {}, f"damaged: {err}"
+        if not isinstance(value, dict):
+            return {}, f"damaged: a JSON {type(value).__name__}, not an object"
+        return value, None
+
+    def run_record(self) -> tuple[dict[str, Any], str | None]:
+        """run.json with its wrong-typed fields dropped and, when that leaves less than a
+        whole record (RUN_REQUIRED), why: a writer must not put such a record back."""
+        raw, problem = self.load_json(RUN_FILE)
+        record = typed_fields(raw, RUN_FIELDS, self.path(RUN_FILE))
+        missing = [k for k in RUN_REQUIRED if k not in record]
+        if problem is None and missing:
+            problem = "no valid " + ", ".join(missing)
+        return record, problem
 
     def write_json(self, name: str, obj: dict[str, Any]) -> None:
         self.write_text(name, json.dumps(obj, indent=2, sort_keys=True) + "\n")
