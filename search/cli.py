@@ -18,12 +18,13 @@ from typing import Any, NoReturn
 
 from search.cluster import prefer_loopback, quiet_ray
 from trainables import formats
-from trainables.config import ConfigError, NotARunError
+from trainables.config import ConfigError, NotARunError, RayStartError
 
 EXIT_OK = 0  # done; a search finished or spent its budget, with at least one trial's results
 EXIT_NO_RESULT = 1  # a search ended without a trial's results: every trial errored, or none ran
 EXIT_USAGE = 2  # bad input: a setting, a flag, a spec, a path that is not a folder
 EXIT_NOT_A_RUN = 3  # RUN_DIR is a folder that holds no run (status, report, resume, ...)
+EXIT_RAY_START = 4  # Ray did not start on this machine (often overload): nothing written; retry
 EXIT_INTERRUPTED = 130  # Ctrl-C, or a search stopped before it ended: `resume` continues it
 
 
@@ -392,6 +393,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"wrn-search: error: {exc}", file=sys.stderr)
         return EXIT_NOT_A_RUN if isinstance(exc, NotARunError) else EXIT_USAGE
+    except RayStartError as exc:
+        print(f"wrn-search: error: {exc}", file=sys.stderr)
+        return EXIT_RAY_START
     except KeyboardInterrupt:
         print("wrn-search: interrupted; finished work is saved", file=sys.stderr)
         return EXIT_INTERRUPTED

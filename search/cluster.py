@@ -13,7 +13,7 @@ from typing import Any
 
 from models import count_parameters
 from search.versions import check_tested_versions
-from trainables.config import ConfigError, trial_from_ray
+from trainables.config import ConfigError, RayStartError, trial_from_ray
 
 log = logging.getLogger(__name__)
 
@@ -61,8 +61,14 @@ def start_ray(address: str | None, num_cpus: int | None = None,
     else:
         # Embedded default: a new Ray of our own ("local": never silently join a cluster that
         # happens to run on this machine), no dashboard; Ray 2.60 keeps token auth on.
-        ray.init(address="local", num_cpus=num_cpus or os.cpu_count() or 1,
-                 include_dashboard=False, **kwargs)
+        try:
+            ray.init(address="local", num_cpus=num_cpus or os.cpu_count() or 1,
+                     include_dashboard=False, **kwargs)
+        except Exception as exc:  # noqa: BLE001 - Ray raises bare Exception on a slow start
+            ray.shutdown()
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise RayStartError(f"Ray did not start on this machine ({first[:200]}); nothing "
+                                "was changed, try again when the machine is less busy") from None
     return node_resources()
 
 

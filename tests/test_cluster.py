@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from test_spec import VALID
 
 from search.cluster import TrialResources, auto_gpu_share, check_resources, estimate_trial_memory_bytes
 from search.searchers import build_searcher
 from search.spec import ExperimentSpec
-from trainables.config import ConfigError
+from trainables.config import ConfigError, RayStartError
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_gpu_and_cpu_requests_beyond_the_cluster_fail_at_once() -> None:
@@ -42,3 +46,26 @@ def test_auto_gpu_shares_grow_with_the_model_and_stay_in_eighths() -> None:
     assert on_gpu({"depth": 10, "width": 1})["gpu"] == 0.125
     fixed = TrialResources(cpus=1, gpus=0.5, cluster_gpus=1, batch_size=128, gpu_memory_bytes=0)
     assert fixed({"depth": 10, "width": 1}) == {"cpu": 1, "gpu": 0.5}
+
+
+def test_ray_that_does_not_start_is_one_line_with_its_own_exit_status(monkeypatch, capsys,
+                                                                     tmp_path) -> None:
+    """Ray's startup can time out on an overloaded machine (seen here: 'The current node timed
+    out during startup'); that is exit status 4 and one line, not a traceback."""
+    import ray
+
+    from search import cli, cluster
+
+    def slow_start(*args, **kwargs):
+        raise Exception("The current node timed out during startup.\nmore lines")  # noqa: TRY002
+
+    monkeypatch.setattr(ray, "init", slow_start)
+    with pytest.raises(RayStartError, match=r"^Ray did not start on this machine \(The current "
+                                            r"node timed out during startup\.\); nothing"):
+        cluster.start_ray(None, num_cpus=1)
+    ray.shutdown()
+    code = cli.main(["run", str(ROOT / "configs" / "quickstart.toml"), "--storage", str(tmp_path)])
+    assert code == cli.EXIT_RAY_START == 4
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("wrn-search: error: Ray did not start"), err
+    assert not any(tmp_path.iterdir())  # nothing written

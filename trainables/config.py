@@ -38,6 +38,11 @@ class NotARunError(ConfigError):
     exit status, so a script can tell it from a bad setting)."""
 
 
+class RayStartError(RuntimeError):
+    """This machine could not start Ray (or reach it once started): not the user's input,
+    often a passing overload, so it has its own exit status and nothing is written."""
+
+
 def not_a_run(run_dir: str, is_folder: bool, why: str) -> ConfigError:
     """RUN_DIR names no run: a folder without one (NotARunError), or no folder at all (a bad
     input, ConfigError)."""
