@@ -104,9 +104,10 @@ def has_traceback(text: str) -> bool:
 
 # ------------------------------------------------------------------------------ driving
 def cli_env() -> dict[str, str]:
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    env.setdefault("WRN_SEARCH_DATA", tempfile.mkdtemp(prefix="wrn-search-faults-data-"))
-    return env
+    """The user's environment; decoded-data caches in one throwaway folder, not ~/.cache."""
+    if "WRN_SEARCH_DATA" not in os.environ:
+        os.environ["WRN_SEARCH_DATA"] = tempfile.mkdtemp(prefix="wrn-search-faults-data-")
+    return {**os.environ, "PYTHONPATH": str(ROOT)}
 
 
 def cli(sandbox: Path, *args: str, timeout: float = 600) -> subprocess.CompletedProcess:
@@ -245,6 +246,7 @@ class Outcome:
     driver_exit: int | None = None
     state_after_fault: str | None = None
     commands: dict[str, int] = field(default_factory=dict)  # status/report/resume: exit status
+    failures: dict[str, str] = field(default_factory=dict)  # a command's output when it failed
     finished_before: int = 0
     lost: list[str] = field(default_factory=list)
     rerun: list[str] = field(default_factory=list)
@@ -280,13 +282,10 @@ def check_after(out: Outcome, sandbox: Path, run_dir: Path, before: dict[str, li
     out.state_after_fault = run_state(run_dir)
     for name, args in (("status", ("status", str(run_dir))),
                        ("report", ("report", str(run_dir)))):
-        done = cli(sandbox, *args)
-        out.commands[name] = done.returncode
-        outputs.append(done.stdout + done.stderr)
+        _command(out, name, cli(sandbox, *args), outputs)
     if resume and run_state(run_dir) not in FINISHED_STATES:
         done = cli(sandbox, "resume", str(run_dir), "--no-report", timeout=900)
-        out.commands["resume"] = done.returncode
-        outputs.append(done.stdout + done.stderr)
+        _command(out, "resume", done, outputs)
     after = results(run_dir)
     out.finished_before = len(before)
     for name, rows in before.items():
@@ -303,6 +302,14 @@ def check_after(out: Outcome, sandbox: Path, run_dir: Path, before: dict[str, li
     out.outside = files_outside(sandbox, run_dir, sandbox_files)
     out.final_state = run_state(run_dir)
     return out
+
+
+def _command(out: Outcome, name: str, done: subprocess.CompletedProcess,
+             outputs: list[str]) -> None:
+    out.commands[name] = done.returncode
+    outputs.append(done.stdout + done.stderr)
+    if done.returncode != 0:
+        out.failures[name] = (done.stdout + done.stderr)[-1500:]
 
 
 def new_sandbox(base: Path, name: str) -> tuple[Path, set[Path]]:
