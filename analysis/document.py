@@ -18,6 +18,7 @@ from typing import Any
 from matplotlib.figure import Figure
 
 from analysis import plots
+from trainables import run_files
 
 
 @dataclass
@@ -145,9 +146,7 @@ def write_html(title: str, blocks: Sequence[Block], out: Path) -> Path:
         f"<title>{html.escape(title)}</title>"
         f"<style>{_CSS}</style></head>\n<body>\n{body}\n</body></html>\n"
     )
-    path = out / "report.html"
-    path.write_text(page, encoding="utf-8")
-    return path
+    return run_files.write_text(out / "report.html", page)
 
 
 def _md_escape(text: str) -> str:
@@ -191,6 +190,4 @@ def write_markdown(blocks: Sequence[Block], out: Path) -> list[Path]:
         return images[-1].name
 
     text = "\n\n".join(_md_block(b, png) for b in blocks) + "\n"
-    path = out / "report.md"
-    path.write_text(text, encoding="utf-8")
-    return [path, *images]
+    return [run_files.write_text(out / "report.md", text), *images]

@@ -134,8 +134,8 @@ def evaluate_run(
     dev = resolve_device(device)
     run = load_run(Path(run_dir))
     targets = _targets(run, trial_ids)
-    out = Path(run_dir) / run_files.EVALUATION_DIR
-    (out / run_files.ADV_DIR).mkdir(parents=True, exist_ok=True)
+    out = run_files.output_dir(run_dir, Path(run_dir) / run_files.EVALUATION_DIR, "RUN_DIR")
+    run_files.output_dir(run_dir, out / run_files.ADV_DIR, "RUN_DIR")
     base = replace(suite or SuiteConfig(), attacks=chosen, batch_size=batch_size)
     datasets: dict[DataConfig, DatasetSplits] = {}
     jobs = [_prepare(target, out, base, n, datasets) for target in targets]
@@ -189,7 +189,8 @@ def _targets(run: Run, trial_ids: Sequence[str] | None) -> list[_Target]:
         search = {k: _plain(v) for k, v in row.items()
                   if str(k).startswith(("best_val_", metrics.WRN, metrics.PARAMS, "status"))
                   or k in (metrics.BEST_EPOCH, metrics.EPOCHS_DONE, metrics.MAX_EPOCHS)}
-        targets.append(_Target(str(row["trial_id"]), str(row["trial_dir"]), checkpoint, search))
+        trial_id = run_files.check_trial_id(str(row["trial_id"]))  # it names files
+        targets.append(_Target(trial_id, str(row["trial_dir"]), checkpoint, search))
     if not targets:
         raise ConfigError(f"run directory: {str(run.run_dir)!r}: no front member has a "
                           f"checkpoint_*/{run_files.BEST_FILE} to evaluate")
@@ -345,7 +346,7 @@ def _write_transfer(out: Path, key: tuple[int, float, str], dev: torch.device, b
     evaluation = read_evaluation(out.parent)
     records = [r for r in evaluation.records if r.get("format") == FORMAT] if evaluation else []
     group = [r for r in records if (r["n"], r["epsilons"][0], r["norm"]) == key
-             and (out / r["adversarial_examples"]).is_file()]
+             and _adv_path(out, r).is_file()]
     if not group:
         return None
     skipped = [r["trial_id"] for r in records if r not in group]
@@ -353,8 +354,8 @@ def _write_transfer(out: Path, key: tuple[int, float, str], dev: torch.device, b
         printer("transfer matrix leaves out (evaluated with another n or epsilon): "
                 + ", ".join(skipped))
     run_dir = out.parent
-    models = [load_best_model(run_dir / Path(r["checkpoint"]).parent, dev)[0] for r in group]
-    blobs = [load_file(out / r["adversarial_examples"]) for r in group]
+    models = [load_best_model(_checkpoint_dir(run_dir, r), dev)[0] for r in group]
+    blobs = [load_file(_adv_path(out, r)) for r in group]
     matrix = transfer_matrix(models, [b["x_adv"] for b in blobs], blobs[0]["y"], batch_size)
     for r, row in zip(group, matrix, strict=True):
         own = r.get("per_eps", {}).get(metrics.eps_key(key[1]), {}).get("robust_acc")
@@ -371,6 +372,18 @@ def _write_transfer(out: Path, key: tuple[int, float, str], dev: torch.device, b
     }
     run_files.write_json(out / run_files.TRANSFER_FILE, transfer, indent=1, default=_plain)
     return transfer
+
+
+def _adv_path(out: Path, record: dict[str, Any]) -> Path:
+    """A record's adversarial examples, named by its (checked) trial id, never by a path the
+    record spells out: a record may come from anywhere."""
+    return out / run_files.ADV_DIR / f"{run_files.check_trial_id(record['trial_id'])}.pt"
+
+
+def _checkpoint_dir(run_dir: Path, record: dict[str, Any]) -> Path:
+    """The checkpoint folder a record was evaluated from, only if it lies in the run folder."""
+    return run_files.confined(run_dir, run_dir / Path(str(record["checkpoint"])).parent,
+                              f"evaluation/{record['trial_id']}.json: checkpoint")
 
 
 # ------------------------------------------------------------------------- summary and files

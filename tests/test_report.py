@@ -161,3 +161,31 @@ def test_report_renders_in_headless_chromium(tmp_path: Path) -> None:
     image = Image.open(shot).convert("RGB")
     colours = image.getcolors(maxcolors=1 << 16)
     assert colours is None or len(colours) > 50  # text and plots, not a blank page
+
+
+def test_a_symlink_cannot_lead_the_report_out_of_the_run_folder(tmp_path: Path) -> None:
+    run_dir = make_run(tmp_path)
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (run_dir / "report").symlink_to(outside, target_is_directory=True)
+    with pytest.raises(ConfigError, match="leads outside the run folder"):
+        write_report(run_dir)
+    assert list(outside.iterdir()) == []
+    (run_dir / "report").unlink()
+    (run_dir / "report").mkdir()
+    victim = outside / "victim.txt"
+    victim.write_text("keep")
+    for name in ("report.html", "report.md.tmp", "trials.csv", "front_8_255.png.tmp"):
+        (run_dir / "report" / name).symlink_to(victim)
+    write_report(run_dir)
+    assert victim.read_text() == "keep"
+    assert not (run_dir / "report" / "report.html").is_symlink()
+
+
+def test_a_trial_id_from_result_json_is_checked(tmp_path: Path) -> None:
+    run_dir = make_run(tmp_path)
+    folder = next(run_dir.glob("train_wrn_t_a_*"))
+    result = folder / "result.json"
+    result.write_text(result.read_text().replace('"t_a"', '"../../x/evil"'))
+    ids = set(load_run(run_dir).trials["trial_id"])
+    assert "../../x/evil" not in ids and all(run_files.is_trial_id(i) for i in ids)

@@ -13,7 +13,6 @@ Both are written atomically (temporary file, then rename) and read with
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
@@ -26,13 +25,8 @@ from trainables.trainer import Trainer
 
 
 def save_atomic(obj: Any, path: Path) -> None:
-    """torch.save into `path` in one step (a temporary file, then a rename)."""
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        torch.save(obj, tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)  # only left when the save or the rename failed
+    """torch.save into `path` in one step (`run_files.write_atomic`)."""
+    run_files.write_atomic(path, lambda tmp: torch.save(obj, tmp))
 
 
 def load_file(path: Path) -> dict[str, Any]:

@@ -13,10 +13,15 @@ import json
 import logging
 import math
 import numbers
+import os
+import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pyarrow.fs as pafs
+
+from trainables.config import fail
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +45,74 @@ ADV_DIR = "adv"  # evaluation/adv/<trial_id>.pt: each model's worst-case test in
 REPORT_DIR = "report"  # what `wrn-search report` writes by default
 STATE_FILE = "state.pt"  # in a checkpoint: everything needed to continue the trial
 BEST_FILE = "best_model.pt"  # in a checkpoint: the best-validation-robust weights
+EXPORT_DIR = "export"  # export/<trial_id>/: what `wrn-search export` writes by default
+
+# A trial id becomes file names (evaluation/<id>.json, adv/<id>.pt, export/<id>/), and it is
+# read from files a user may not have written: only these characters can never leave a folder.
+_TRIAL_ID = re.compile(r"[0-9A-Za-z_]{1,200}")
+
+
+def is_trial_id(value: Any) -> bool:
+    """True when `value` is safe to use as a trial id, and so as a file name."""
+    return isinstance(value, str) and _TRIAL_ID.fullmatch(value) is not None
+
+
+def as_trial_id(text: str) -> str:
+    """`text` (a trial folder's name) made into a safe trial id: other characters become _."""
+    return re.sub(r"[^0-9A-Za-z_]", "_", text)[:200] or "_"
+
+
+def check_trial_id(value: Any, field_name: str = "trial_id") -> str:
+    """`value` when it is a safe trial id; else one-line ConfigError naming `field_name`."""
+    if not is_trial_id(value):
+        raise fail(field_name, value, "trial ids are ASCII letters, digits and _")
+    return value
+
+
+def confined(run_dir: Path, path: Path, field_name: str) -> Path:
+    """`path` when it really lies inside `run_dir`, symlinks followed; else ConfigError.
+
+    A run folder may come from elsewhere: a symlink in it (`evaluation -> /home/you`) must
+    not lead what `evaluate`, `report` or `export` write outside it.
+    """
+    root = Path(run_dir).resolve()
+    real = Path(path).resolve()
+    if real != root and root not in real.parents:
+        raise fail(field_name, str(path), f"it leads outside the run folder {str(root)!r} "
+                   f"(to {str(real)!r}, through a symlink); remove the link")
+    return Path(path)
+
+
+def output_dir(run_dir: Path, path: Path, field_name: str) -> Path:
+    """Create `path` (a folder to write in) and check that it stays inside `run_dir` when it
+    is meant to: a folder named outside the run folder (`--out`) is the user's choice."""
+    run_dir, path = Path(run_dir), Path(path)
+    inside = os.path.abspath(path).startswith(os.path.abspath(run_dir) + os.sep)
+    if inside:
+        confined(run_dir, path.parent, field_name)  # before mkdir creates anything outside
+    path.mkdir(parents=True, exist_ok=True)
+    return confined(run_dir, path, field_name) if inside else path
+
+
+def write_atomic(path: Path, write: Callable[[Path], Any]) -> Path:
+    """Fill `path` in one step: `write(tmp)` writes a fresh temporary file beside it, then a
+    rename, so a reader never sees half a file. Whatever sits at the temporary name is
+    removed first and the rename replaces a link at `path` itself, so a symlink planted in
+    a run folder is never written through."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.unlink(missing_ok=True)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)  # only left when the write or the rename failed
+    return path
+
+
+def write_text(path: Path, text: str) -> Path:
+    """Replace a local text file in one step (see `write_atomic`)."""
+    return write_atomic(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
 
 
 def finite_number(value: Any) -> float | None:
@@ -85,9 +158,7 @@ def json_lines(path: Path) -> tuple[list[dict[str, Any]], list[tuple[int, str]]]
 
 def write_json(path: Path, value: dict[str, Any], **dumps: Any) -> None:
     """Replace a local JSON file in one step."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(value, **dumps), encoding="utf-8")
-    tmp.replace(path)
+    write_text(path, json.dumps(value, **dumps))
 
 
 class RunFiles:
