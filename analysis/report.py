@@ -38,7 +38,16 @@ from analysis.report_evaluation import evaluation_sections, evaluation_table
 from analysis.spend import cost_error, rung_table, spend_table, unfinished_spend
 from trainables import metrics, run_files
 from trainables.config import ConfigError, fail
-from trainables.formats import duration, eps_label, eps_text, number, params, percent, whole
+from trainables.formats import (
+    duration,
+    eps_label,
+    eps_text,
+    mask_secrets,
+    number,
+    params,
+    percent,
+    whole,
+)
 from trainables.metrics import TEST_CLEAN_ACC, strong_acc_key
 
 logger = logging.getLogger(__name__)
@@ -467,7 +476,7 @@ def _document(run: Run, all_fronts: Sequence[Front], ref_reason: str,
     blocks += _problem_section(run)
     blocks += [Heading(2, "Trials"), *_all_trials(run)]
     blocks += [Heading(2, "Spec and budget"), Para(f"Budget: {_budget(run.run_state)}."),
-               Code(compact_json(run.spec) if run.spec else "(no spec.json)")]
+               Code(mask_secrets(compact_json(run.spec)) if run.spec else "(no spec.json)")]
     return blocks
 
 

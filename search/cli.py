@@ -376,7 +376,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return args.func(args)
     except ConfigError as exc:
-        print(f"wrn-search: error: {exc}", file=sys.stderr)
+        print(f"wrn-search: error: {formats.mask_secrets(str(exc))}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         print("wrn-search: interrupted; finished work is saved", file=sys.stderr)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import os
 import re
 import sys
 from collections.abc import Mapping
@@ -36,6 +37,7 @@ from trainables.config import (
     fail,
     parse_epsilon,
 )
+from trainables.formats import MASK, mask_url
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -326,10 +328,60 @@ class StorageConfig:
         every_epoch = not isinstance(every, bool) and every in (0, "0")
         object.__setattr__(self, "checkpoint_interval", 0.0 if every_epoch else
                            parse_duration(every, "storage.checkpoint_interval"))
-        if self.optuna_url is not None and (not isinstance(self.optuna_url, str)
-                                            or "://" not in self.optuna_url):
-            raise fail("storage.optuna_url", self.optuna_url,
-                       "must be a database URL like sqlite:///optuna.db")
+        url = self.optuna_url
+        if url is None:
+            return
+        if isinstance(url, str) and url.startswith(ENV_PREFIX):
+            if not _ENV_NAME.fullmatch(url[len(ENV_PREFIX):]):
+                raise fail("storage.optuna_url", url, "env: must name an environment variable "
+                           "(letters, digits, _), e.g. \"env:WRN_OPTUNA_URL\"")
+        elif not isinstance(url, str) or "://" not in url:
+            raise fail("storage.optuna_url", mask_url(url) if isinstance(url, str) else url,
+                       "must be a database URL like sqlite:///optuna.db, or \"env:NAME\" "
+                       "naming an environment variable that holds one")
+
+
+ENV_PREFIX = "env:"  # storage.optuna_url = "env:NAME": the URL is in that environment variable
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def resolve_optuna_url(value: str) -> str:
+    """The database URL to open, from the spec's `storage.optuna_url` as written.
+
+    "env:NAME" is read from the environment each time a run starts or resumes, so the URL
+    (and its password) is never written to the run folder. A literal URL whose password was
+    masked when the spec was stored cannot be opened again: it says so in one line.
+    """
+    if value.startswith(ENV_PREFIX):
+        name = value[len(ENV_PREFIX):]
+        url = os.environ.get(name, "").strip()
+        if not url:
+            raise fail("storage.optuna_url", value, f"the environment variable {name} is not "
+                       "set; export it with the database URL (e.g. sqlite:///optuna.db) before "
+                       "run or resume")
+        if "://" not in url:
+            raise fail("storage.optuna_url", value, f"the environment variable {name} must "
+                       f"hold a database URL like sqlite:///optuna.db, not {mask_url(url)!r}")
+        return url
+    if _password(value) == MASK:
+        raise fail("storage.optuna_url", value, "its password is not kept in the run folder, "
+                   "so the database cannot be reopened; put the URL in an environment variable "
+                   "and set optuna_url = \"env:NAME\"")
+    return value
+
+
+def has_password(url: str | None) -> bool:
+    """True for a literal URL that carries a password (it is masked wherever it is stored)."""
+    return bool(url) and not url.startswith(ENV_PREFIX) and mask_url(url) != url
+
+
+def _password(url: str) -> str | None:
+    try:
+        from sqlalchemy.engine import make_url
+
+        return make_url(url).password
+    except Exception:  # not a URL SQLAlchemy parses
+        return None
 
 
 @dataclass(frozen=True)
@@ -383,10 +435,14 @@ class ExperimentSpec:
                            threat_model=self.threat_model)
 
     def to_json(self) -> dict[str, Any]:
+        """The spec as shown (--dry-run) and stored (spec.json): a database password masked,
+        an "env:NAME" URL kept as written."""
         out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
         out = {k: (v.to_json() if isinstance(v, SpaceConfig) else
                    dataclasses.asdict(v) if dataclasses.is_dataclass(v) else v)
                for k, v in out.items()}
+        if self.storage.optuna_url is not None:
+            out["storage"]["optuna_url"] = mask_url(self.storage.optuna_url)
         return json.loads(json.dumps(out))
 
     @classmethod

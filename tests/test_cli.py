@@ -10,6 +10,7 @@ from conftest import ROOT, run_cli
 from test_train_folder import TINY_TRAIN
 
 from search.cli import main
+from trainables.config import ConfigError
 
 
 def _one_error_line(capsys: pytest.CaptureFixture, code: int) -> str:
@@ -94,3 +95,37 @@ def test_ray_address_from_the_environment_as_rays_tools_use_it(
     monkeypatch.setenv("RAY_ADDRESS", "10.0.0.5:6379")
     assert build_parser().parse_args(command).address == "10.0.0.5:6379"
     assert build_parser().parse_args([*command, "--address", "auto"]).address == "auto"
+
+
+def test_a_database_password_is_masked_in_dry_run_and_error_lines(
+        tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
+    spec = tmp_path / "secret.toml"
+    spec.write_text('[storage]\noptuna_url = "postgresql://user:PASSWORD@db.example/optuna"\n')
+    assert main(["run", str(spec), "--dry-run"]) == 0
+    shown = capsys.readouterr()
+    assert "PASSWORD" not in shown.out + shown.err
+    assert json.loads(shown.out)["storage"]["optuna_url"] == "postgresql://user:***@db.example/optuna"
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[storage]\noptuna_url = "postgresql:PASSWORD@db.example"\n')  # no ://
+    line = _one_error_line(capsys, main(["run", str(bad)]))
+    assert line.startswith("wrn-search: error: storage.optuna_url:")
+    # The URL from the environment: resolved at run time, one line when it is not set.
+    env = tmp_path / "env.toml"
+    env.write_text('[storage]\noptuna_url = "env:WRN_TEST_OPTUNA_URL"\n')
+    monkeypatch.delenv("WRN_TEST_OPTUNA_URL", raising=False)
+    from search.spec import load_spec
+    from search.tuner import run_search
+
+    with pytest.raises(ConfigError, match="WRN_TEST_OPTUNA_URL is not set"):
+        run_search(load_spec(env, **{"storage.path": str(tmp_path / "runs")}))
+    assert not (tmp_path / "runs" / "env").exists()  # refused before Ray and before any file
+
+
+def test_an_opening_error_never_shows_the_password(capsys: pytest.CaptureFixture) -> None:
+    from search.searchers import build_searcher
+    from search.spec import ExperimentSpec
+
+    spec = ExperimentSpec.from_dict({"storage": {"optuna_url": "nodriver://user:PASSWORD@h/d"}})
+    with pytest.raises(ConfigError) as err:
+        build_searcher(spec)
+    assert "PASSWORD" not in str(err.value) and "user:***@h/d" in str(err.value)

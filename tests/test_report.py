@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import subprocess
@@ -189,3 +190,15 @@ def test_a_trial_id_from_result_json_is_checked(tmp_path: Path) -> None:
     result.write_text(result.read_text().replace('"t_a"', '"../../x/evil"'))
     ids = set(load_run(run_dir).trials["trial_id"])
     assert "../../x/evil" not in ids and all(run_files.is_trial_id(i) for i in ids)
+
+
+def test_a_database_password_in_an_older_spec_json_is_masked_in_the_report(tmp_path: Path) -> None:
+    run_dir = make_run(tmp_path)
+    path = run_dir / run_files.DRIVER_DIR / run_files.SPEC_JSON
+    spec = json.loads(path.read_text())
+    spec["storage"]["optuna_url"] = "postgresql://user:PASSWORD@db.example/optuna"
+    path.write_text(json.dumps(spec))
+    write_report(run_dir, formats=("html", "md"))
+    for name in ("report.html", "report.md"):
+        text = (run_dir / "report" / name).read_text()
+        assert "PASSWORD" not in text and "user:***@db.example" in text
