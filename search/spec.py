@@ -45,6 +45,7 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 SEARCHERS = ("cost-ehvi", "tpe", "nsga2", "random", "grid")
+_RUN_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9_.-]{0,99}")  # ASCII only: \w takes any script
 SCHEDULERS = ("mo-asha", "asha", "none")
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*(d|h|m|s)")
 _UNIT_S = {"d": 86400.0, "h": 3600.0, "m": 60.0, "s": 1.0}
@@ -401,8 +402,10 @@ class ExperimentSpec:
     storage: StorageConfig = field(default_factory=StorageConfig)
 
     def __post_init__(self) -> None:
-        if not isinstance(self.name, str) or not re.fullmatch(r"[A-Za-z0-9][\w.-]{0,99}", self.name):
-            raise fail("name", self.name, "letters, digits, '_', '-', '.'; at most 100 characters")
+        # The name is a folder name (on any filesystem or object store) and shows in reports.
+        if not isinstance(self.name, str) or not _RUN_NAME.fullmatch(self.name):
+            raise fail("name", self.name, "ASCII letters, digits, '_', '-' and '.' (not first); "
+                       "at most 100 characters")
         if (self.scheduler.kind != "none" and self.scheduler.grace_period != "auto"
                 and self.scheduler.grace_period > self.training.epochs):
             raise fail("scheduler.grace_period", self.scheduler.grace_period,

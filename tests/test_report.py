@@ -202,3 +202,27 @@ def test_a_database_password_in_an_older_spec_json_is_masked_in_the_report(tmp_p
     for name in ("report.html", "report.md"):
         text = (run_dir / "report" / name).read_text()
         assert "PASSWORD" not in text and "user:***@db.example" in text
+
+
+def test_markdown_shows_run_contents_as_text_never_as_markup(tmp_path: Path) -> None:
+    """A run folder may come from anyone: its name, error messages and spec go into report.md
+    escaped, as report.html escapes them."""
+    markdown = pytest.importorskip("markdown")
+    run_dir = make_run(tmp_path)
+    path = run_dir / run_files.DRIVER_DIR / run_files.SPEC_JSON
+    evil = "<img src=x onerror=alert(1)> [click](http://evil.example) **loud** `x|y`"
+    spec = json.loads(path.read_text())
+    spec["name"] = evil
+    spec["note"] = "```\n<script>alert(2)</script>\n```"
+    path.write_text(json.dumps(spec))
+    error = next(run_dir.glob("train_wrn_t_x_*")) / "error.txt"
+    error.write_text(error.read_text() + f"RuntimeError: <script>alert(3)</script> {evil} | cell\n")
+    write_report(run_dir, formats=("html", "md"))
+    md = (run_dir / "report" / "report.md").read_text()
+    rendered = markdown.markdown(md, extensions=["tables", "fenced_code"])
+    for text in (rendered, (run_dir / "report" / "report.html").read_text()):
+        assert "<script" not in text and "<img src=x" not in text
+        assert 'href="http://evil.example"' not in text and "<strong>loud" not in text
+    assert "&lt;img src=x onerror=alert(1)&gt;" in md  # still there, as text
+    row = next(line for line in md.splitlines() if line.startswith("| train_wrn_t_x_"))
+    assert row.count(" | ") == 4  # the | in the message stays inside its cell

@@ -232,3 +232,17 @@ def test_more_than_one_gpu_per_trial_points_at_fractions() -> None:
     with pytest.raises(ConfigError, match=r"gpus_per_trial: 2 is not allowed; .*training uses one "
                                           r"device; use fractions such as 0.5"):
         ExperimentSpec.from_dict({**VALID, "resources": {"gpus_per_trial": 2}})
+
+
+@pytest.mark.parametrize("name", ["café", "ｒｕｎ", "run١", "日本", ".hidden", "a/b", "a b", "", "x" * 101])
+def test_run_names_are_ascii_letters_digits_and_three_marks(name: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        ExperimentSpec.from_dict({**VALID, "name": name})
+    message = str(info.value)
+    assert message.startswith("name: ") and "\n" not in message
+    assert "ASCII letters, digits, '_', '-' and '.' (not first)" in message
+
+
+@pytest.mark.parametrize("name", ["run-1", "a.b_c", "_x", "WRN.2026-01"])
+def test_ascii_run_names_are_accepted(name: str) -> None:
+    assert ExperimentSpec.from_dict({**VALID, "name": name}).name == name
