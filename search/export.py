@@ -22,7 +22,7 @@ from analysis import Run, front, load_run
 from models import count_parameters, wrn_name
 from trainables import formats, run_files
 from trainables import metrics as M
-from trainables.checkpoint import best_checkpoint, load_best_model, load_file
+from trainables.checkpoint import best_checkpoint, best_config, load_best_model
 from trainables.config import ConfigError, TrialConfig, fail
 
 PROGRAM_FILE = "model.pt2"
@@ -49,12 +49,8 @@ def export_model(run_dir: str | Path, *, trial_id: str | None = None, knee: bool
     if checkpoint is None:
         raise fail("--trial", str(row["trial_id"]), f"its folder holds no checkpoint_*/"
                    f"{run_files.BEST_FILE}")
-    try:
-        model, info = load_best_model(checkpoint)
-        cfg = TrialConfig.from_dict(load_file(checkpoint / run_files.BEST_FILE)["config"])
-    except Exception as exc:  # truncated, foreign or mismatched file: one line, not a traceback
-        raise ConfigError(f"checkpoint: {str(checkpoint / run_files.BEST_FILE)!r} cannot be "
-                          f"read ({type(exc).__name__}: {str(exc).splitlines()[0][:160]})") from None
+    model, info = load_best_model(checkpoint)  # a damaged file: one line, not a traceback
+    cfg = best_config(checkpoint)
     safe_id = run_files.check_trial_id(str(row["trial_id"]))  # it names files
     folder = Path(out) if out is not None else run_dir / run_files.EXPORT_DIR / safe_id
     run_files.output_dir(run_dir, folder, "--out" if out is not None else "RUN_DIR")

@@ -257,3 +257,55 @@ def test_a_symlink_cannot_lead_evaluate_out_of_the_run_folder(
     _evaluate(run, [], trial_ids=None, n=10)
     assert victim.read_text() == "keep"
     assert not (run / "evaluation" / "abcd0001.json").is_symlink()
+
+
+def _truncate(path: Path) -> None:
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+
+
+def test_damaged_files_skip_or_redo_a_model_and_never_stop_evaluate(
+        tmp_path: Path, robust_trial: tuple[Trainer, list], caplog: pytest.LogCaptureFixture) -> None:
+    run = _one_model_run(tmp_path, *robust_trial, trial_id="abcd0001")
+    write_trial(run, "bbbb0002", *trained(1, model={"width": 2},
+                                          training={"method": "clean", "epochs": 1},
+                                          threat_model={"epsilons": ["4/255"], "steps": 2}))
+    both = ["abcd0001", "bbbb0002"]
+    _evaluate(run, [], trial_ids=both, n=10)
+    out = run / "evaluation"
+
+    # A truncated adv file would break every later transfer step: its model is redone.
+    _truncate(out / "adv" / "abcd0001.pt")
+    lines: list[str] = []
+    _evaluate(run, lines, trial_ids=both, n=10)
+    assert [ln.split()[1] for ln in lines if "skipped" in ln] == ["bbbb0002"]
+    assert "adversarial examples: " in caplog.text and "abcd0001.pt" in caplog.text
+    # A damaged record is ignored and redone.
+    (out / "bbbb0002.json").write_text('{"format": 2, "trial_')
+    lines = []
+    _evaluate(run, lines, trial_ids=both, n=10)
+    assert [ln.split()[1] for ln in lines if "skipped" in ln] == ["abcd0001"]
+    assert json.loads((out / "bbbb0002.json").read_text())["trial_id"] == "bbbb0002"
+
+    # A truncated checkpoint: one warning naming it, the others carry on.
+    best = next(run.glob("trial_abcd0001_*/checkpoint_*/best_model.pt"))
+    _truncate(best)
+    caplog.clear()
+    summary = _evaluate(run, [], trial_ids=both, n=10)
+    warned = [r.getMessage() for r in caplog.records if "abcd0001 skipped" in r.getMessage()]
+    assert len(warned) == 1 and str(best) in warned[0] and "\n" not in warned[0]
+    assert any(ln.startswith("not evaluated, a file could not be read: abcd0001") for ln in summary)
+    assert any(ln.startswith("WRN-10-2 (bbbb0002)") for ln in summary)
+
+    # Empty, foreign, and of other shapes: the same; with no model left, one line.
+    other = next(run.glob("trial_bbbb0002_*/checkpoint_*/best_model.pt"))
+    blob = torch.load(other, weights_only=True)
+    blob["model"] = torch.load(best.with_name("state.pt"), weights_only=True)["model"]  # WRN-10-1
+    torch.save(blob, other)
+    for content in (b"", b"\x80\x04K\x01.", None):
+        if content is not None:
+            best.write_bytes(content)
+        with pytest.raises(ConfigError) as err:
+            _evaluate(run, [], trial_ids=both, n=10)
+        message = str(err.value)
+        assert "no model could be evaluated" in message and "\n" not in message
+        assert str(best) in message and str(other) in message and "size mismatch" in message
