@@ -27,7 +27,15 @@ from search.searchers import FidelityAwareOptunaSearch, build_searcher, num_tria
 from search.spec import ExperimentSpec, has_password, resolve_optuna_url
 from trainables.config import RAY_TRIAL_KEY, ConfigError, trial_from_ray
 from trainables.formats import mask_secrets
-from trainables.run_files import DRIVER_DIR, RUN_FILE, SPEC_JSON, SPEC_TOML, TUNER_FILE, RunFiles
+from trainables.run_files import (
+    DRIVER_DIR,
+    RUN_FILE,
+    SPEC_JSON,
+    SPEC_TOML,
+    TUNER_FILE,
+    RunFiles,
+    check_storage,
+)
 from trainables.tune_trial import CHECKPOINT_INTERVAL, REPORT_EPOCHS, train_wrn
 
 log = logging.getLogger(__name__)
@@ -47,6 +55,9 @@ def trial_dirname(trial: Any) -> str:
     """Short, readable trial folder names (Ray's default embeds every parameter)."""
     model = trial_from_ray(trial.config).model
     return f"trial_{trial.trial_id}_wrn-{model.depth}-{model.width}"
+
+
+STORAGE_FIELD = "--storage / storage.path"  # where the parent of run folders is set
 
 
 def absolute_storage(path: str) -> str:
@@ -242,6 +253,7 @@ def run_search(spec: ExperimentSpec, *, address: str | None = None,
                reuse_actors: bool = True) -> Outcome:
     """Start a new search; refuses to overwrite an existing run directory."""
     storage = absolute_storage(spec.storage.path)
+    check_storage(storage, STORAGE_FIELD)  # before Ray: pyarrow and Ray fail deep inside
     run_dir = f"{storage.rstrip('/')}/{spec.name}"
     files = RunFiles(run_dir)
     if RunFiles(run_dir, folder="").exists(TUNER_FILE) or files.exists(RUN_FILE):
@@ -297,6 +309,7 @@ def resume_search(run_dir: str, *, address: str | None = None,
     checkpoint; the searcher and scheduler come back with their state.
     """
     run_dir = absolute_storage(run_dir)
+    check_storage(run_dir, "RUN_DIR", create=False)  # a resumed run writes there too
     spec = load_run_spec(run_dir)
     files = RunFiles(run_dir)
     state = files.read_json(RUN_FILE)

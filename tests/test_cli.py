@@ -129,3 +129,31 @@ def test_an_opening_error_never_shows_the_password(capsys: pytest.CaptureFixture
     with pytest.raises(ConfigError) as err:
         build_searcher(spec)
     assert "PASSWORD" not in str(err.value) and "user:***@h/d" in str(err.value)
+
+
+def _storage_cases(tmp_path: Path) -> list[tuple[str, str]]:
+    a_file = tmp_path / "a-file"
+    a_file.write_text("not a folder")
+    return [
+        ("http://example.com/runs", "pyarrow has no filesystem for it"),
+        (str(a_file), "it is a file, not a folder"),
+        (str(a_file / "runs"), "run folders cannot be written there (NotADirectoryError"),
+        ("/sys/wrn-search-read-only", "run folders cannot be written there (PermissionError"),
+    ]
+
+
+def test_storage_that_cannot_hold_runs_is_one_line_before_ray(
+        tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    import ray
+
+    spec = str(ROOT / "configs" / "quickstart.toml")
+    for storage, reason in _storage_cases(tmp_path):
+        if storage.startswith("/sys/") and not Path("/sys/kernel").is_dir():
+            continue  # no sysfs here (Linux's /sys takes no new folder, even from root)
+        line = _one_error_line(capsys, main(["run", spec, "--storage", storage]))
+        assert line.startswith(f"wrn-search: error: --storage / storage.path: {storage!r} is not "
+                               "allowed; "), line
+        assert reason in line, line
+        assert not ray.is_initialized()
+    line = _one_error_line(capsys, main(["resume", "http://example.com/runs/demo"]))
+    assert "RUN_DIR: 'http://example.com/runs/demo' is not allowed; pyarrow has no filesystem" in line

@@ -64,9 +64,7 @@ class UnreadableCheckpoint(ConfigError):
 
 def unreadable(path: Path, exc: BaseException, what: str = "checkpoint") -> UnreadableCheckpoint:
     """The one-line error for a file that could not be read, naming it and why."""
-    text = " ".join(str(exc).split())  # one line: load_state_dict lists its mismatches below
-    why = f"{type(exc).__name__}: {text[:200]}" if text else type(exc).__name__
-    return UnreadableCheckpoint(f"{what}: {str(path)!r} cannot be read ({why})")
+    return UnreadableCheckpoint(f"{what}: {str(path)!r} cannot be read ({run_files.one_line(exc)})")
 
 
 def best_config(directory: Path) -> TrialConfig:

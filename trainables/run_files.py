@@ -15,6 +15,8 @@ import math
 import numbers
 import os
 import re
+import threading
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -113,6 +115,65 @@ def write_atomic(path: Path, write: Callable[[Path], Any]) -> Path:
 def write_text(path: Path, text: str) -> Path:
     """Replace a local text file in one step (see `write_atomic`)."""
     return write_atomic(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+
+
+PROBE_TIMEOUT_S = 60.0  # an unreachable object store retries for minutes: give up sooner
+
+
+def one_line(exc: BaseException) -> str:
+    """An exception as one line for an error message: its type and its text, whitespace
+    folded (pyarrow and torch put details on later lines), at most 200 characters."""
+    text = " ".join(str(exc).split())
+    return f"{type(exc).__name__}: {text[:200]}" if text else type(exc).__name__
+
+
+def check_storage(location: str, field_name: str, create: bool = True) -> None:
+    """Fail in one line, before Ray starts, unless run folders can be written at `location`.
+
+    It must be a scheme pyarrow's filesystems know (a folder, file://, s3://, gs://,
+    hdfs://), and the folder must be creatable and writable: a small file is written and
+    deleted there. With `create` False a missing folder is left for the caller to report.
+    An object store that does not answer within PROBE_TIMEOUT_S is reported as such.
+    """
+    outcome: list[tuple[str, BaseException | None]] = []
+
+    def probe() -> None:
+        try:
+            fs, root = pafs.FileSystem.from_uri(location)
+        except OSError as exc:  # a known scheme whose store does not answer (bucket, region)
+            outcome.append(("reach", exc))
+            return
+        except Exception as exc:  # ArrowInvalid: a scheme pyarrow has no filesystem for
+            outcome.append(("scheme", exc))
+            return
+        try:
+            kind = fs.get_file_info(root).type
+            if kind == pafs.FileType.File:
+                raise NotADirectoryError("it is a file, not a folder")
+            if kind != pafs.FileType.NotFound or create:
+                fs.create_dir(root, recursive=True)
+                name = f"{root.rstrip('/')}/.wrn-search-probe-{uuid.uuid4().hex[:12]}"
+                with fs.open_output_stream(name) as stream:
+                    stream.write(b"wrn-search checks that it can write here\n")
+                fs.delete_file(name)
+            outcome.append(("ok", None))
+        except Exception as exc:  # any failure here means "cannot write there"
+            outcome.append(("write", exc))
+
+    worker = threading.Thread(target=probe, daemon=True)  # an unreachable store can hang
+    worker.start()
+    worker.join(PROBE_TIMEOUT_S)
+    if not outcome:
+        raise fail(field_name, location, f"no answer within {PROBE_TIMEOUT_S:.0f} s (is the "
+                   "bucket reachable from here, and are its credentials set?)")
+    stage, exc = outcome[0]
+    if stage == "scheme":
+        raise fail(field_name, location, f"pyarrow has no filesystem for it ({one_line(exc)}); "
+                   "use a folder, or a file://, s3://, gs:// or hdfs:// URI")
+    if stage == "reach":
+        raise fail(field_name, location, f"it cannot be reached from here ({one_line(exc)})")
+    if exc is not None:
+        raise fail(field_name, location, f"run folders cannot be written there ({one_line(exc)})")
 
 
 def finite_number(value: Any) -> float | None:
