@@ -19,7 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from models import count_parameters, validate_architecture
+from models import count_parameters, validate_architecture, wrn_name
+from search.cluster import TRAIN_BYTES_PER_PARAMETER
 from trainables import metrics as M
 from trainables.config import (
     METHODS,
@@ -45,6 +46,9 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 SEARCHERS = ("cost-ehvi", "tpe", "nsga2", "random", "grid")
+# The largest model a space may hold: 16 GB to train before activations, a whole large GPU
+# once they are added; published CIFAR WRNs stay under half of it (WRN-106-16: 0.42 B).
+MAX_PARAMETERS = 1_000_000_000
 _RUN_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9_.-]{0,99}")  # ASCII only: \w takes any script
 SCHEDULERS = ("mo-asha", "asha", "none")
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*(d|h|m|s)")
@@ -412,7 +416,24 @@ class ExperimentSpec:
                        f"must be <= training.epochs ({self.training.epochs})")
         if self.searcher.kind == "grid":
             self.space.grid_size()  # raises on float ranges
+        self._check_largest_model()
         self._check_space_against_trial()
+
+    def _check_largest_model(self) -> None:
+        """A space whose largest model cannot be trained would fail in every trial that
+        draws it (and the cost model would plan around it): refuse it here, before Ray."""
+        depth = self.space.get(M.DEPTH).extremes()[1]  # type: ignore[union-attr]
+        width = self.space.get(M.WIDTH).extremes()[1]  # type: ignore[union-attr]
+        size = self.space.parameter_range(self.data.num_classes)[1]
+        if size > MAX_PARAMETERS:
+            need = size * TRAIN_BYTES_PER_PARAMETER
+            raise fail("space", wrn_name(int(depth), int(width)),
+                       f"the space's largest model has {size:.3g} parameters, {need:.2g} bytes to "
+                       f"train ({TRAIN_BYTES_PER_PARAMETER} a parameter for weights, gradients, "
+                       f"momentum and bf16 copies, before activations); at most "
+                       f"{MAX_PARAMETERS:.0e} parameters "
+                       f"({MAX_PARAMETERS * TRAIN_BYTES_PER_PARAMETER / 1e9:.0f} GB) per model: "
+                       "lower space.width or space.depth")
 
     def _check_space_against_trial(self) -> None:
         """Every value the space can propose must make a valid trial, or each such trial

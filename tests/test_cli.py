@@ -157,3 +157,13 @@ def test_storage_that_cannot_hold_runs_is_one_line_before_ray(
         assert not ray.is_initialized()
     line = _one_error_line(capsys, main(["resume", "http://example.com/runs/demo"]))
     assert "RUN_DIR: 'http://example.com/runs/demo' is not allowed; pyarrow has no filesystem" in line
+
+
+def test_a_model_too_large_to_train_is_one_line_before_ray(tmp_path: Path,
+                                                           capsys: pytest.CaptureFixture) -> None:
+    spec = tmp_path / "huge.toml"
+    spec.write_text("[space]\nwidth = 100000\n")
+    for args in (["run", str(spec), "--dry-run"], ["run", str(spec)]):
+        line = _one_error_line(capsys, main(args))
+        assert "space: 'WRN-28-100000' is not allowed; the space's largest model has 3.64e+15 " \
+               "parameters" in line

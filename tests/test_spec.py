@@ -246,3 +246,20 @@ def test_run_names_are_ascii_letters_digits_and_three_marks(name: str) -> None:
 @pytest.mark.parametrize("name", ["run-1", "a.b_c", "_x", "WRN.2026-01"])
 def test_ascii_run_names_are_accepted(name: str) -> None:
     assert ExperimentSpec.from_dict({**VALID, "name": name}).name == name
+
+
+@pytest.mark.parametrize(("space", "model"), [
+    ({"width": 100000}, "WRN-28-100000"),  # 3.6e15 parameters
+    ({"depth": [10, 1000], "width": {"low": 1, "high": 10}}, "WRN-1000-10"),  # 1.6e9
+])
+def test_a_space_whose_largest_model_cannot_be_trained_is_refused(space: dict, model: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        ExperimentSpec.from_dict({**VALID, "space": space})
+    message = str(info.value)
+    assert message.startswith(f"space: {model!r} is not allowed; the space's largest model has ")
+    assert "at most 1e+09 parameters (16 GB) per model" in message and "\n" not in message
+
+
+def test_the_largest_published_wrns_fit_under_the_ceiling() -> None:
+    spec = ExperimentSpec.from_dict({**VALID, "space": {"depth": [34, 70, 106], "width": [10, 16, 20]}})
+    assert spec.space.parameter_range(10)[1] < 1e9
