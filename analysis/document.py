@@ -3,7 +3,7 @@ its two renderers, self-contained HTML and Markdown with PNGs.
 
 The report's content is assembled once as blocks (`analysis.report`) and rendered to each
 format here, so the HTML and the Markdown can never disagree. Text is escaped for each
-format; only `backticks` become code.
+format (much of it comes from a run's files); only `backticks` become code.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from typing import Any
 from matplotlib.figure import Figure
 
 from analysis import plots
+from trainables import run_files
 
 
 @dataclass
@@ -145,20 +146,46 @@ def write_html(title: str, blocks: Sequence[Block], out: Path) -> Path:
         f"<title>{html.escape(title)}</title>"
         f"<style>{_CSS}</style></head>\n<body>\n{body}\n</body></html>\n"
     )
-    path = out / "report.html"
-    path.write_text(page, encoding="utf-8")
-    return path
+    return run_files.write_text(out / "report.html", page)
 
 
-def _md_escape(text: str) -> str:
-    return text.replace("|", "\\|").replace("\n", " ")
+_CODE = re.compile(r"`([^`\n]+)`")
+_MD_SYNTAX = re.compile(r"([\\`*\[\]|])")  # escapes, code, emphasis, links and images, cells
+_LONE_UNDERSCORE = re.compile(r"(?<![0-9A-Za-z])_|_(?![0-9A-Za-z])")  # intraword _ is plain
+_BLOCK_START = re.compile(r"^(\s*(?:\d+)?)([#+=.)-])")  # what would open a heading or a list
+
+
+def _md_inline(text: str, cell: bool = False) -> str:
+    """Text as Markdown that shows it as written: `backticks` become code (as in the HTML);
+    everything else that Markdown or HTML would act on is escaped, since much of a report's
+    text comes from a run's files (its name, trial ids, error messages, the spec)."""
+    parts = _CODE.split(" ".join(text.splitlines()))
+    out = []
+    for i, part in enumerate(parts):
+        if i % 2:  # inside a code span nothing is markup; only a table's | still splits cells
+            out.append("`" + (part.replace("|", "\\|") if cell else part) + "`")
+        else:
+            plain = _MD_SYNTAX.sub(r"\\\1", html.escape(part, quote=False))
+            out.append(_LONE_UNDERSCORE.sub(r"\\_", plain))
+    return "".join(out)
+
+
+def _md_para(text: str) -> str:
+    """A paragraph: inline text that also cannot start a heading, a list or a rule."""
+    return _BLOCK_START.sub(r"\1\\\2", _md_inline(text))
+
+
+def _md_fence(text: str) -> str:
+    """A fence longer than any run of backticks in `text`, so the text cannot close it."""
+    longest = max((len(run) for run in re.findall(r"`+", text)), default=0)
+    return "`" * max(3, longest + 1)
 
 
 def _md_table(t: Table) -> str:
-    lines = ["| " + " | ".join(_md_escape(h) or " " for h in t.headers) + " |",
+    lines = ["| " + " | ".join(_md_inline(h, cell=True) or " " for h in t.headers) + " |",
              "|" + "|".join("---:" if n else "---" for n in t.numeric) + "|"]
     for i, row in enumerate(t.rows):
-        cells = [_md_escape(v) for v in row]
+        cells = [_md_inline(v, cell=True) for v in row]
         if i in t.marked:
             cells = [f"**{c}**" if c else c for c in cells]
         lines.append("| " + " | ".join(cells) + " |")
@@ -167,19 +194,21 @@ def _md_table(t: Table) -> str:
 
 def _md_block(block: Block, png: Callable[[Plot], str]) -> str:
     if isinstance(block, Heading):
-        return f"{'#' * block.level} {block.text}"
+        return f"{'#' * block.level} {_md_inline(block.text)}"
     if isinstance(block, Para):
-        return f"> **{block.text}**" if block.css == "banner" else (
-            f"> {block.text}" if block.css else block.text)
+        text = _md_para(block.text)
+        return f"> **{text}**" if block.css == "banner" else (f"> {text}" if block.css else text)
     if isinstance(block, Facts):
-        return "\n".join(f"- **{k}**: {v}" for k, v in block.items)
+        return "\n".join(f"- **{_md_inline(k)}**: {_md_inline(v)}" for k, v in block.items)
     if isinstance(block, Table):
         return _md_table(block)
     if isinstance(block, Plot):
-        return f"![{block.caption}]({png(block)})\n\n*{block.caption}*"
+        caption = _md_inline(block.caption)
+        return f"![{caption}]({png(block)})\n\n*{caption}*"
     if isinstance(block, Code):
-        return f"```json\n{block.text}\n```"
-    return f"**{block.summary}**\n\n" + "\n\n".join(_md_block(b, png) for b in block.blocks)
+        fence = _md_fence(block.text)
+        return f"{fence}json\n{block.text}\n{fence}"
+    return f"**{_md_inline(block.summary)}**\n\n" + "\n\n".join(_md_block(b, png) for b in block.blocks)
 
 
 def write_markdown(blocks: Sequence[Block], out: Path) -> list[Path]:
@@ -191,6 +220,4 @@ def write_markdown(blocks: Sequence[Block], out: Path) -> list[Path]:
         return images[-1].name
 
     text = "\n\n".join(_md_block(b, png) for b in blocks) + "\n"
-    path = out / "report.md"
-    path.write_text(text, encoding="utf-8")
-    return [path, *images]
+    return [run_files.write_text(out / "report.md", text), *images]

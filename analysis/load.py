@@ -136,7 +136,7 @@ def read_evaluation(run_dir: Path) -> Evaluation | None:
         if path.name == run_files.TRANSFER_FILE:
             continue
         record = run_files.read_json_object(path)
-        if record.get("trial_id") and isinstance(record.get("per_eps"), dict):
+        if run_files.is_trial_id(record.get("trial_id")) and isinstance(record.get("per_eps"), dict):
             records.append(record)
     if not records:
         return None
@@ -449,13 +449,20 @@ def _numbers_as_numbers(frame: pd.DataFrame, dirname: str) -> pd.DataFrame:
 
 
 def _trial_id(records: list[dict[str, Any]], dirname: str) -> str:
+    """The trial's id: result.json's, when it is a safe one (ids become file names, and a
+    result.json may come from anywhere), else from the folder's name."""
     for record in reversed(records):
         if record.get("trial_id"):
-            return str(record["trial_id"])
+            if run_files.is_trial_id(record["trial_id"]):
+                return str(record["trial_id"])
+            logger.warning("%s/%s: trial_id %r is not letters, digits and _; using the "
+                           "folder's name", dirname, run_files.RESULT_FILE,
+                           str(record["trial_id"])[:80])
+            break
     for pattern in _DIR_TRIAL_ID:
         if match := pattern.search(dirname):
             return match.group(1)
-    return dirname
+    return run_files.as_trial_id(dirname)
 
 
 def _configured(config: Mapping[str, Any]) -> dict[str, Any]:
@@ -651,7 +658,7 @@ def _merge_evaluation(trials: pd.DataFrame, folder: Path) -> pd.DataFrame:
     for path in sorted(folder.glob("*.json")):
         record = run_files.read_json_object(path)
         tests = {k: v for k, v in record.items() if k.startswith(metrics.TEST_PREFIX) and _scalar(v)}
-        if record.get("trial_id") and tests:
+        if run_files.is_trial_id(record.get("trial_id")) and tests:
             rows.append({"trial_id": str(record["trial_id"]), **tests})
     if not rows:
         return trials

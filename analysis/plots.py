@@ -28,7 +28,7 @@ from matplotlib.ticker import FuncFormatter, LogLocator
 from analysis.load import Run
 from analysis.pareto import Front
 from analysis.published import AUTOATTACK, EVALUATIONS, PGD10, PublishedPoint
-from trainables import metrics
+from trainables import metrics, run_files
 from trainables.formats import eps_label, eps_text, params, percent, whole
 from trainables.metrics import TEST_N, strong_acc_key
 
@@ -349,9 +349,11 @@ def learning_curves_figure(run: Run, front: Front) -> Figure:
 
 
 def to_png(fig: Figure, path: Path) -> Path:
-    with matplotlib.rc_context(_RC):
-        fig.savefig(path, format="png", dpi=110)
-    return path
+    def save(tmp: Path) -> None:
+        with matplotlib.rc_context(_RC):
+            fig.savefig(tmp, format="png", dpi=110)
+
+    return run_files.write_atomic(path, save)
 
 
 def to_inline_svg(fig: Figure, *, prefix: str, tooltips: Mapping[str, str] | None = None) -> str:

@@ -46,7 +46,16 @@ from analysis.report_evaluation import evaluation_sections, evaluation_table
 from analysis.spend import cost_error, rung_table, spend_table, unfinished_spend
 from trainables import metrics, run_files
 from trainables.config import ConfigError, fail
-from trainables.formats import duration, eps_label, eps_text, number, params, percent, whole
+from trainables.formats import (
+    duration,
+    eps_label,
+    eps_text,
+    mask_secrets,
+    number,
+    params,
+    percent,
+    whole,
+)
 from trainables.metrics import TEST_CLEAN_ACC, strong_acc_key
 
 logger = logging.getLogger(__name__)
@@ -80,8 +89,8 @@ def write_report(
     chosen = _check_formats(formats)
     run = load_run(Path(run_dir))
     evaluation = read_evaluation(Path(run_dir))
-    out = Path(out_dir) if out_dir is not None else Path(run_dir) / "report"
-    out.mkdir(parents=True, exist_ok=True)
+    out = Path(out_dir) if out_dir is not None else Path(run_dir) / run_files.REPORT_DIR
+    run_files.output_dir(Path(run_dir), out, "--out" if out_dir is not None else "RUN_DIR")
     ref_params, ref_reason = _reference_params(run.spec, run.trials)
     all_fronts = fronts(run, ref_params=ref_params)
     written: list[Path] = []
@@ -138,9 +147,9 @@ def _write_tables(run: Run, all_fronts: Sequence[Front], out: Path, fmt: str,
     for name, table in tables.items():
         path = out / f"{name}.{fmt}"
         if fmt == "csv":
-            table.to_csv(path, index=False)
+            run_files.write_atomic(path, lambda tmp, t=table: t.to_csv(tmp, index=False))
         else:
-            table.to_parquet(path, index=False)
+            run_files.write_atomic(path, lambda tmp, t=table: t.to_parquet(tmp, index=False))
         written.append(path)
     return written
 
@@ -480,7 +489,7 @@ def _document(run: Run, all_fronts: Sequence[Front], ref_reason: str,
     blocks += _problem_section(run)
     blocks += [Heading(2, "Trials"), *_all_trials(run)]
     blocks += [Heading(2, "Spec and budget"), Para(f"Budget: {_budget(run.run_state)}."),
-               Code(compact_json(run.spec) if run.spec else "(no spec.json)")]
+               Code(mask_secrets(compact_json(run.spec)) if run.spec else "(no spec.json)")]
     return blocks
 
 

@@ -278,13 +278,15 @@ def _report_after(run_dir: str, skip: bool) -> None:
 
 def _cmd_run(a: argparse.Namespace) -> int:
     from search.spec import load_spec
-    from search.tuner import run_search, spec_summary
+    from search.tuner import STORAGE_FIELD, absolute_storage, run_search, spec_summary
     from trainables.data import load_dataset
+    from trainables.run_files import check_storage
 
     spec = load_spec(a.spec, name=a.name, **{"budget.time": a.budget, "storage.path": a.storage})
     if a.dry_run:
         _say(json.dumps(spec_summary(spec), indent=2))
         return EXIT_OK
+    check_storage(absolute_storage(spec.storage.path), STORAGE_FIELD)  # before decoding data
     if not a.address:
         load_dataset(spec.data)  # decode and cache once, and fail before Ray if data is missing
     return _searching(lambda printer: run_search(
@@ -391,10 +393,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return args.func(args)
     except ConfigError as exc:
-        print(f"wrn-search: error: {exc}", file=sys.stderr)
+        print(f"wrn-search: error: {formats.mask_secrets(str(exc))}", file=sys.stderr)
         return EXIT_NOT_A_RUN if isinstance(exc, NotARunError) else EXIT_USAGE
     except RayStartError as exc:
-        print(f"wrn-search: error: {exc}", file=sys.stderr)
+        print(f"wrn-search: error: {formats.mask_secrets(str(exc))}", file=sys.stderr)
         return EXIT_RAY_START
     except KeyboardInterrupt:
         print("wrn-search: interrupted; finished work is saved", file=sys.stderr)

@@ -18,6 +18,8 @@ from trainables.config import ConfigError, RayStartError, trial_from_ray
 log = logging.getLogger(__name__)
 
 _GPU_SHARE_STEP = 1 / 8  # "auto" GPU shares are rounded up to eighths of a GPU
+# Training holds fp32 weights, gradients and momentum plus bf16 copies: 16 bytes a parameter.
+TRAIN_BYTES_PER_PARAMETER = 16
 _DEFAULT_GPU_MEMORY = 16 * 2**30  # assumed when the driver cannot see the cluster's GPUs
 
 
@@ -92,7 +94,7 @@ def estimate_trial_memory_bytes(depth: int, width: int, batch_size: int,
     blocks = (depth - 4) // 6
     per_image = blocks * width * (16 * 32 * 32 + 32 * 16 * 16 + 64 * 8 * 8)
     activations = batch_size * per_image * 8 * 4
-    return int(16 * params + activations + 1.5 * 2**30)
+    return int(TRAIN_BYTES_PER_PARAMETER * params + activations + 1.5 * 2**30)
 
 
 def auto_gpu_share(depth: int, width: int, batch_size: int, gpu_memory_bytes: int) -> float:

@@ -12,7 +12,6 @@ does (inputs in [0, 1], eval mode, L-inf AutoAttack at 8/255 if `autoattack` is 
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -23,7 +22,7 @@ from analysis import Run, front, load_run
 from models import count_parameters, wrn_name
 from trainables import formats, run_files
 from trainables import metrics as M
-from trainables.checkpoint import best_checkpoint, load_best_model, load_file
+from trainables.checkpoint import best_checkpoint, best_config, load_best_model
 from trainables.config import ConfigError, TrialConfig, fail, not_a_run
 
 PROGRAM_FILE = "model.pt2"
@@ -50,32 +49,22 @@ def export_model(run_dir: str | Path, *, trial_id: str | None = None, knee: bool
     if checkpoint is None:
         raise fail("--trial", str(row["trial_id"]), f"its folder holds no checkpoint_*/"
                    f"{run_files.BEST_FILE}")
-    try:
-        model, info = load_best_model(checkpoint)
-        cfg = TrialConfig.from_dict(load_file(checkpoint / run_files.BEST_FILE)["config"])
-    except Exception as exc:  # truncated, foreign or mismatched file: one line, not a traceback
-        raise ConfigError(f"checkpoint: {str(checkpoint / run_files.BEST_FILE)!r} cannot be "
-                          f"read ({type(exc).__name__}: {str(exc).splitlines()[0][:160]})") from None
-    folder = Path(out) if out is not None else run_dir / "export" / _safe_name(str(row["trial_id"]))
-    folder.mkdir(parents=True, exist_ok=True)
+    model, info = load_best_model(checkpoint)  # a damaged file: one line, not a traceback
+    cfg = best_config(checkpoint)
+    safe_id = run_files.check_trial_id(str(row["trial_id"]))  # it names files
+    folder = Path(out) if out is not None else run_dir / run_files.EXPORT_DIR / safe_id
+    run_files.output_dir(run_dir, folder, "--out" if out is not None else "RUN_DIR")
     _save_program(model, folder / PROGRAM_FILE)
-    card = model_card(run, row, cfg, info, _test_record(run_dir, str(row["trial_id"])))
+    card = model_card(run, row, cfg, info, _test_record(run_dir, safe_id))
     run_files.write_json(folder / CARD_JSON, card)
-    (folder / CARD_FILE).write_text(card_markdown(card), encoding="utf-8")
-    (folder / SCRIPT_FILE).write_text(_SCRIPT.replace("@EPS@", repr(card["threat_model"]["epsilons"][0])),
-                                      encoding="utf-8")
+    run_files.write_text(folder / CARD_FILE, card_markdown(card))
+    run_files.write_text(folder / SCRIPT_FILE,
+                         _SCRIPT.replace("@EPS@", repr(card["threat_model"]["epsilons"][0])))
     printer(f"exported {card['architecture']['name']} (trial {card['trial_id']}) to {folder}")
     printer(f"  {PROGRAM_FILE}: torch.export.load(path).module() takes images in [0, 1]")
     printer(f"  {CARD_FILE}, {CARD_JSON}: what it is and how it was measured")
     printer(f"  {SCRIPT_FILE}: python {SCRIPT_FILE} [--data-dir DIR] evaluates it without wrn-search")
     return folder
-
-
-def _safe_name(trial_id: str) -> str:
-    """A trial id as a folder name: ids come from files a user may not have written."""
-    if not trial_id or not all(c.isalnum() or c == "_" for c in trial_id) or not trial_id.isascii():
-        raise fail("trial_id", trial_id, "trial ids are letters, digits and _")
-    return trial_id
 
 
 def choose_trial(run: Run, trial_id: str | None) -> Any:
@@ -101,16 +90,11 @@ def _save_program(model: torch.nn.Module, path: Path) -> None:
     batch = torch.export.Dim("batch", min=1, max=MAX_BATCH)
     example = torch.rand(2, 3, 32, 32)
     program = torch.export.export(model.eval(), (example,), dynamic_shapes={"x": {0: batch}})
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        torch.export.save(program, tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    run_files.write_atomic(path, lambda tmp: torch.export.save(program, tmp))
 
 
 def _test_record(run_dir: Path, trial_id: str) -> dict[str, Any]:
-    record = run_files.read_json_object(run_dir / run_files.EVALUATION_DIR / f"{_safe_name(trial_id)}.json")
+    record = run_files.read_json_object(run_dir / run_files.EVALUATION_DIR / f"{trial_id}.json")
     return record if isinstance(record.get("per_eps"), dict) else {}
 
 

@@ -36,7 +36,15 @@ from analysis.load import Run, load_run, read_evaluation
 from analysis.pareto import front
 from models import count_parameters, wrn_name
 from trainables import metrics, run_files
-from trainables.checkpoint import best_checkpoint, load_best_model, load_file, save_atomic
+from trainables.checkpoint import (
+    UnreadableCheckpoint,
+    best_checkpoint,
+    best_config,
+    load_best_model,
+    load_file,
+    save_atomic,
+    unreadable,
+)
 from trainables.config import DEVICES, ConfigError, DataConfig, TrialConfig, fail
 from trainables.data import DatasetSplits, load_dataset
 from trainables.evaluation import (
@@ -134,21 +142,36 @@ def evaluate_run(
     dev = resolve_device(device)
     run = load_run(Path(run_dir))
     targets = _targets(run, trial_ids)
-    out = Path(run_dir) / run_files.EVALUATION_DIR
-    (out / run_files.ADV_DIR).mkdir(parents=True, exist_ok=True)
+    out = run_files.output_dir(run_dir, Path(run_dir) / run_files.EVALUATION_DIR, "RUN_DIR")
+    run_files.output_dir(run_dir, out / run_files.ADV_DIR, "RUN_DIR")
     base = replace(suite or SuiteConfig(), attacks=chosen, batch_size=batch_size)
     datasets: dict[DataConfig, DatasetSplits] = {}
-    jobs = [_prepare(target, out, base, n, datasets) for target in targets]
+    jobs, skipped = [], []
+    for target in targets:  # a damaged checkpoint skips its model, not the others
+        try:
+            jobs.append(_prepare(target, out, base, n, datasets))
+        except UnreadableCheckpoint as exc:
+            skipped.append(_skip(target, exc))
     records = []
     for i, job in enumerate(jobs):
         tag = f"[{i + 1}/{len(jobs)}] {job.target.trial_id}"
         later = [j for j in jobs[i + 1:] if not j.current]
-        records.append(_evaluate_one(job, corruptions, dev, later,
-                                     lambda line, tag=tag: printer(f"{tag} {line}")))
-    latest = records[-1]
-    transfer = _write_transfer(out, (latest["n"], latest["epsilons"][0], latest["norm"]), dev,
-                               batch_size, printer)
-    return _summary(records, transfer, out)
+        try:
+            records.append(_evaluate_one(job, corruptions, dev, later,
+                                         lambda line, tag=tag: printer(f"{tag} {line}")))
+        except UnreadableCheckpoint as exc:
+            skipped.append(_skip(job.target, exc))
+    if not records:
+        raise ConfigError(f"run directory: {str(run_dir)!r}: no model could be evaluated; "
+                          + "; ".join(skipped))
+    transfer = _write_transfer(out, _group_key(records[-1]), dev, batch_size, printer)
+    return _summary(records, transfer, out, skipped)
+
+
+def _skip(target: _Target, exc: UnreadableCheckpoint) -> str:
+    """Say, in one warning line, which file stops a model from being evaluated."""
+    logger.warning("%s skipped: %s", target.trial_id, exc)
+    return f"{target.trial_id} ({exc})"
 
 
 def _check_args(n: int | None, device: str, batch_size: int) -> None:
@@ -189,7 +212,8 @@ def _targets(run: Run, trial_ids: Sequence[str] | None) -> list[_Target]:
         search = {k: _plain(v) for k, v in row.items()
                   if str(k).startswith(("best_val_", metrics.WRN, metrics.PARAMS, "status"))
                   or k in (metrics.BEST_EPOCH, metrics.EPOCHS_DONE, metrics.MAX_EPOCHS)}
-        targets.append(_Target(str(row["trial_id"]), str(row["trial_dir"]), checkpoint, search))
+        trial_id = run_files.check_trial_id(str(row["trial_id"]))  # it names files
+        targets.append(_Target(trial_id, str(row["trial_dir"]), checkpoint, search))
     if not targets:
         raise ConfigError(f"run directory: {str(run.run_dir)!r}: no front member has a "
                           f"checkpoint_*/{run_files.BEST_FILE} to evaluate")
@@ -210,14 +234,44 @@ def _plain(value: Any) -> Any:
 
 def _prepare(target: _Target, out: Path, base: SuiteConfig, n: int | None,
              datasets: dict[DataConfig, DatasetSplits]) -> _Job:
-    cfg = TrialConfig.from_dict(load_file(target.checkpoint / run_files.BEST_FILE)["config"])
+    cfg = best_config(target.checkpoint)
     suite = replace(base, threat_model=cfg.threat_model)
     split = _test_split(cfg.data, datasets)
     count = len(split.y) if n is None else min(n, len(split.y))
     record_path = out / f"{target.trial_id}.json"
     wanted = fingerprint(suite, count, _sha256(target.checkpoint / run_files.BEST_FILE))
-    return _Job(target, cfg, suite, split, count, wanted, run_files.read_json_object(record_path),
-                record_path, out / run_files.ADV_DIR / f"{target.trial_id}.pt")
+    job = _Job(target, cfg, suite, split, count, wanted, run_files.read_json_object(record_path),
+               record_path, out / run_files.ADV_DIR / f"{target.trial_id}.pt")
+    if job.current and not (_usable(job.old, target.trial_id)
+                            and _read_adv(job.adv_path, count, "it is evaluated again")):
+        job.old = {}  # a damaged record or examples: redo the model rather than trust them
+    return job
+
+
+def _usable(record: dict[str, Any], trial_id: str) -> bool:
+    """True when a stored record holds what the summary and the transfer step read."""
+    try:
+        _summary_line(record)
+    except (KeyError, TypeError, IndexError, ValueError, AttributeError):
+        logger.warning("%s/%s.json is damaged; it is evaluated again", run_files.EVALUATION_DIR,
+                       trial_id)
+        return False
+    return record.get("trial_id") == trial_id and _group_key(record) is not None
+
+
+def _read_adv(path: Path, count: int, then: str) -> dict[str, Any] | None:
+    """A model's stored worst-case inputs; None, with a warning naming the file and saying
+    what happens `then`, when it is truncated, foreign or of another size."""
+    try:
+        blob = load_file(path)
+        x, y = blob["x_adv"], blob["y"]
+        if not (isinstance(x, torch.Tensor) and isinstance(y, torch.Tensor) and x.ndim == 4
+                and len(x) == len(y) == count):
+            raise ValueError(f"not {count} adversarial images with their labels")
+    except Exception as exc:  # torch, pickle, key and shape errors all mean "not usable"
+        logger.warning("%s; %s", unreadable(path, exc, "adversarial examples"), then)
+        return None
+    return blob
 
 
 def _sha256(path: Path) -> str:
@@ -344,8 +398,7 @@ def _write_transfer(out: Path, key: tuple[int, float, str], dev: torch.device, b
     the models of this call, and those evaluated alike by earlier calls."""
     evaluation = read_evaluation(out.parent)
     records = [r for r in evaluation.records if r.get("format") == FORMAT] if evaluation else []
-    group = [r for r in records if (r["n"], r["epsilons"][0], r["norm"]) == key
-             and (out / r["adversarial_examples"]).is_file()]
+    group = [r for r in records if _group_key(r) == key and _adv_path(out, r).is_file()]
     if not group:
         return None
     skipped = [r["trial_id"] for r in records if r not in group]
@@ -353,11 +406,26 @@ def _write_transfer(out: Path, key: tuple[int, float, str], dev: torch.device, b
         printer("transfer matrix leaves out (evaluated with another n or epsilon): "
                 + ", ".join(skipped))
     run_dir = out.parent
-    models = [load_best_model(run_dir / Path(r["checkpoint"]).parent, dev)[0] for r in group]
-    blobs = [load_file(out / r["adversarial_examples"]) for r in group]
+    models, blobs, readable = [], [], []
+    for r in group:  # a damaged file leaves its model out of the matrix, in one warning line
+        try:
+            model = load_best_model(_checkpoint_dir(run_dir, r), dev)[0]
+        except ConfigError as exc:
+            logger.warning("%s; %s is left out of the transfer matrix", exc, r["trial_id"])
+            continue
+        blob = _read_adv(_adv_path(out, r), key[0],
+                         f"{r['trial_id']} is left out of the transfer matrix")
+        if blob is not None:
+            models.append(model)
+            blobs.append(blob)
+            readable.append(r)
+    group = readable
+    if not group:
+        return None
     matrix = transfer_matrix(models, [b["x_adv"] for b in blobs], blobs[0]["y"], batch_size)
     for r, row in zip(group, matrix, strict=True):
-        own = r.get("per_eps", {}).get(metrics.eps_key(key[1]), {}).get("robust_acc")
+        own = ((r.get("per_eps") or {}).get(metrics.eps_key(key[1])) or {}).get("robust_acc")
+        own = run_files.finite_number(own)
         if own is not None and abs(own - row[group.index(r)]) > 1e-9:
             logger.warning("transfer diagonal of %s (%.4f) differs from its white-box %.4f "
                            "(other device or batch size than the evaluation)",
@@ -373,20 +441,47 @@ def _write_transfer(out: Path, key: tuple[int, float, str], dev: torch.device, b
     return transfer
 
 
+def _group_key(record: dict[str, Any]) -> tuple[int, float, str] | None:
+    """What models must share to enter one transfer matrix: n, first epsilon and norm (None
+    for a record that does not say)."""
+    try:
+        return int(record["n"]), float(record["epsilons"][0]), str(record["norm"])
+    except (KeyError, TypeError, IndexError, ValueError):
+        return None
+
+
+def _adv_path(out: Path, record: dict[str, Any]) -> Path:
+    """A record's adversarial examples, named by its (checked) trial id, never by a path the
+    record spells out: a record may come from anywhere."""
+    return out / run_files.ADV_DIR / f"{run_files.check_trial_id(record['trial_id'])}.pt"
+
+
+def _checkpoint_dir(run_dir: Path, record: dict[str, Any]) -> Path:
+    """The checkpoint folder a record was evaluated from, only if it lies in the run folder."""
+    return run_files.confined(run_dir, run_dir / Path(str(record["checkpoint"])).parent,
+                              f"evaluation/{record['trial_id']}.json: checkpoint")
+
+
 # ------------------------------------------------------------------------- summary and files
 
 
-def _summary(records: list[dict[str, Any]], transfer: dict[str, Any] | None, out: Path) -> list[str]:
-    lines = []
-    for r in records:
-        parts = [f"clean {percent(r['test_clean_acc'])}"]
-        for eps in r["epsilons"]:
-            e = r["per_eps"][metrics.eps_key(eps)]
-            val = r.get("search", {}).get(metrics.best_robust_acc_key(eps))
-            parts.append(f"{e['label']}: val {r['search']['attack']} {percent(val)} | test "
-                         f"{e['attacks']['search_pgd']['label']} "
-                         f"{percent(e['attacks']['search_pgd']['acc'])}, strong {percent(e['robust_acc'])}")
-        lines.append(f"{r['wrn']} ({r['trial_id']}): " + "; ".join(parts) + f"; {_verdict(r)}")
+def _summary_line(r: dict[str, Any]) -> str:
+    """One model's line: validation against test figures at each epsilon, and the verdict."""
+    parts = [f"clean {percent(r['test_clean_acc'])}"]
+    for eps in r["epsilons"]:
+        e = r["per_eps"][metrics.eps_key(eps)]
+        val = r.get("search", {}).get(metrics.best_robust_acc_key(eps))
+        parts.append(f"{e['label']}: val {r['search']['attack']} {percent(val)} | test "
+                     f"{e['attacks']['search_pgd']['label']} "
+                     f"{percent(e['attacks']['search_pgd']['acc'])}, strong {percent(e['robust_acc'])}")
+    return f"{r['wrn']} ({r['trial_id']}): " + "; ".join(parts) + f"; {_verdict(r)}"
+
+
+def _summary(records: list[dict[str, Any]], transfer: dict[str, Any] | None, out: Path,
+             skipped: Sequence[str] = ()) -> list[str]:
+    lines = [_summary_line(r) for r in records]
+    if skipped:
+        lines.append("not evaluated, a file could not be read: " + "; ".join(skipped))
     if records and records[0].get("subset"):
         lines.append(f"evaluated the first {records[0]['n']} of {records[0]['n_total']} test "
                      "images only (--n): a subset")

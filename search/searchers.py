@@ -34,9 +34,10 @@ from search.budget import BudgetClock, BudgetGate
 from search.cluster import TrialResources
 from search.cost_model import CPU_PRIOR_FLOPS_PER_S, GPU_PRIOR_FLOPS_PER_S, CostModel
 from search.proposer import Candidate, CostAwareProposer, Observation, Situation, Space
-from search.spec import ExperimentSpec, SpaceConfig
+from search.spec import ExperimentSpec, SpaceConfig, resolve_optuna_url
 from trainables import metrics as M
 from trainables.config import ConfigError
+from trainables.formats import mask_url
 
 # What the searcher optimises: the best-checkpoint robust accuracy (the model a user keeps)
 # against the parameter count.
@@ -276,14 +277,36 @@ def _sampler(spec: ExperimentSpec) -> optuna.samplers.BaseSampler:
     return optuna.samplers.GridSampler(grid, seed=s.seed)
 
 
+class SpecStorage(optuna.storages.RDBStorage):
+    """Optuna's RDB storage, opened from the spec's `storage.optuna_url` as written.
+
+    Ray pickles the searcher, and with it this storage, into the run folder (tuner.pkl,
+    searcher-state-*.pkl). RDBStorage would pickle the resolved URL, password and all; this
+    one pickles the URL as the spec wrote it ("env:NAME", or the URL with its password
+    masked) and resolves it again when unpickled (`resume`), from the environment.
+    """
+
+    def __init__(self, optuna_url: str) -> None:
+        self.optuna_url = mask_url(optuna_url)
+        super().__init__(resolve_optuna_url(optuna_url))
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**super().__getstate__(), "url": self.optuna_url}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        super().__setstate__({**state, "url": resolve_optuna_url(state["optuna_url"])})
+
+
 def _storage(url: str | None) -> optuna.storages.BaseStorage | None:
     if url is None:
         return None
     try:
-        return optuna.storages.RDBStorage(url)
+        return SpecStorage(url)
+    except ConfigError:
+        raise
     except Exception as exc:  # SQLAlchemy raises many kinds; all mean "cannot use this URL"
-        raise ConfigError(f"storage.optuna_url: {url!r} is not allowed; it cannot be opened "
-                          f"({type(exc).__name__})") from None
+        raise ConfigError(f"storage.optuna_url: {mask_url(url)!r} is not allowed; it cannot be "
+                          f"opened ({type(exc).__name__})") from None
 
 
 def default_gate(spec: ExperimentSpec, clock: BudgetClock | None = None) -> BudgetGate:

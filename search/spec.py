@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import os
 import re
 import sys
 from collections.abc import Mapping
@@ -18,7 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from models import count_parameters, validate_architecture
+from models import count_parameters, validate_architecture, wrn_name
+from search.cluster import TRAIN_BYTES_PER_PARAMETER
 from trainables import metrics as M
 from trainables.config import (
     METHODS,
@@ -36,6 +38,7 @@ from trainables.config import (
     fail,
     parse_epsilon,
 )
+from trainables.formats import MASK, mask_url
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -43,6 +46,10 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 SEARCHERS = ("cost-ehvi", "tpe", "nsga2", "random", "grid")
+# The largest model a space may hold: 16 GB to train before activations, a whole large GPU
+# once they are added; published CIFAR WRNs stay under half of it (WRN-106-16: 0.42 B).
+MAX_PARAMETERS = 1_000_000_000
+_RUN_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9_.-]{0,99}")  # ASCII only: \w takes any script
 SCHEDULERS = ("mo-asha", "asha", "none")
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*(d|h|m|s)")
 _UNIT_S = {"d": 86400.0, "h": 3600.0, "m": 60.0, "s": 1.0}
@@ -326,10 +333,60 @@ class StorageConfig:
         every_epoch = not isinstance(every, bool) and every in (0, "0")
         object.__setattr__(self, "checkpoint_interval", 0.0 if every_epoch else
                            parse_duration(every, "storage.checkpoint_interval"))
-        if self.optuna_url is not None and (not isinstance(self.optuna_url, str)
-                                            or "://" not in self.optuna_url):
-            raise fail("storage.optuna_url", self.optuna_url,
-                       "must be a database URL like sqlite:///optuna.db")
+        url = self.optuna_url
+        if url is None:
+            return
+        if isinstance(url, str) and url.startswith(ENV_PREFIX):
+            if not _ENV_NAME.fullmatch(url[len(ENV_PREFIX):]):
+                raise fail("storage.optuna_url", url, "env: must name an environment variable "
+                           "(letters, digits, _), e.g. \"env:WRN_OPTUNA_URL\"")
+        elif not isinstance(url, str) or "://" not in url:
+            raise fail("storage.optuna_url", mask_url(url) if isinstance(url, str) else url,
+                       "must be a database URL like sqlite:///optuna.db, or \"env:NAME\" "
+                       "naming an environment variable that holds one")
+
+
+ENV_PREFIX = "env:"  # storage.optuna_url = "env:NAME": the URL is in that environment variable
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def resolve_optuna_url(value: str) -> str:
+    """The database URL to open, from the spec's `storage.optuna_url` as written.
+
+    "env:NAME" is read from the environment each time a run starts or resumes, so the URL
+    (and its password) is never written to the run folder. A literal URL whose password was
+    masked when the spec was stored cannot be opened again: it says so in one line.
+    """
+    if value.startswith(ENV_PREFIX):
+        name = value[len(ENV_PREFIX):]
+        url = os.environ.get(name, "").strip()
+        if not url:
+            raise fail("storage.optuna_url", value, f"the environment variable {name} is not "
+                       "set; export it with the database URL (e.g. sqlite:///optuna.db) before "
+                       "run or resume")
+        if "://" not in url:
+            raise fail("storage.optuna_url", value, f"the environment variable {name} must "
+                       f"hold a database URL like sqlite:///optuna.db, not {mask_url(url)!r}")
+        return url
+    if _password(value) == MASK:
+        raise fail("storage.optuna_url", value, "its password is not kept in the run folder, "
+                   "so the database cannot be reopened; put the URL in an environment variable "
+                   "and set optuna_url = \"env:NAME\"")
+    return value
+
+
+def has_password(url: str | None) -> bool:
+    """True for a literal URL that carries a password (it is masked wherever it is stored)."""
+    return bool(url) and not url.startswith(ENV_PREFIX) and mask_url(url) != url
+
+
+def _password(url: str) -> str | None:
+    try:
+        from sqlalchemy.engine import make_url
+
+        return make_url(url).password
+    except Exception:  # not a URL SQLAlchemy parses
+        return None
 
 
 @dataclass(frozen=True)
@@ -349,15 +406,34 @@ class ExperimentSpec:
     storage: StorageConfig = field(default_factory=StorageConfig)
 
     def __post_init__(self) -> None:
-        if not isinstance(self.name, str) or not re.fullmatch(r"[A-Za-z0-9][\w.-]{0,99}", self.name):
-            raise fail("name", self.name, "letters, digits, '_', '-', '.'; at most 100 characters")
+        # The name is a folder name (on any filesystem or object store) and shows in reports.
+        if not isinstance(self.name, str) or not _RUN_NAME.fullmatch(self.name):
+            raise fail("name", self.name, "ASCII letters, digits, '_', '-' and '.' (not first); "
+                       "at most 100 characters")
         if (self.scheduler.kind != "none" and self.scheduler.grace_period != "auto"
                 and self.scheduler.grace_period > self.training.epochs):
             raise fail("scheduler.grace_period", self.scheduler.grace_period,
                        f"must be <= training.epochs ({self.training.epochs})")
         if self.searcher.kind == "grid":
             self.space.grid_size()  # raises on float ranges
+        self._check_largest_model()
         self._check_space_against_trial()
+
+    def _check_largest_model(self) -> None:
+        """A space whose largest model cannot be trained would fail in every trial that
+        draws it (and the cost model would plan around it): refuse it here, before Ray."""
+        depth = self.space.get(M.DEPTH).extremes()[1]  # type: ignore[union-attr]
+        width = self.space.get(M.WIDTH).extremes()[1]  # type: ignore[union-attr]
+        size = self.space.parameter_range(self.data.num_classes)[1]
+        if size > MAX_PARAMETERS:
+            need = size * TRAIN_BYTES_PER_PARAMETER
+            raise fail("space", wrn_name(int(depth), int(width)),
+                       f"the space's largest model has {size:.3g} parameters, {need:.2g} bytes to "
+                       f"train ({TRAIN_BYTES_PER_PARAMETER} a parameter for weights, gradients, "
+                       f"momentum and bf16 copies, before activations); at most "
+                       f"{MAX_PARAMETERS:.0e} parameters "
+                       f"({MAX_PARAMETERS * TRAIN_BYTES_PER_PARAMETER / 1e9:.0f} GB) per model: "
+                       "lower space.width or space.depth")
 
     def _check_space_against_trial(self) -> None:
         """Every value the space can propose must make a valid trial, or each such trial
@@ -383,10 +459,14 @@ class ExperimentSpec:
                            threat_model=self.threat_model)
 
     def to_json(self) -> dict[str, Any]:
+        """The spec as shown (--dry-run) and stored (spec.json): a database password masked,
+        an "env:NAME" URL kept as written."""
         out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
         out = {k: (v.to_json() if isinstance(v, SpaceConfig) else
                    dataclasses.asdict(v) if dataclasses.is_dataclass(v) else v)
                for k, v in out.items()}
+        if self.storage.optuna_url is not None:
+            out["storage"]["optuna_url"] = mask_url(self.storage.optuna_url)
         return json.loads(json.dumps(out))
 
     @classmethod

@@ -27,9 +27,10 @@ from search.proposer import Space
 from search.recorder import RunRecorder, new_run_state
 from search.schedulers import build_scheduler, milestones
 from search.searchers import FidelityAwareOptunaSearch, build_searcher, num_trials, space_exhausted
-from search.spec import ExperimentSpec
+from search.spec import ExperimentSpec, has_password, resolve_optuna_url
 from trainables import metrics as M
 from trainables.config import RAY_TRIAL_KEY, ConfigError, not_a_run, trial_from_ray
+from trainables.formats import mask_secrets
 from trainables.run_files import (
     DRIVER_DIR,
     PARAMS_FILE,
@@ -38,6 +39,7 @@ from trainables.run_files import (
     SPEC_TOML,
     TUNER_FILE,
     RunFiles,
+    check_storage,
     finite_number,
     read_json_object,
 )
@@ -60,6 +62,9 @@ def trial_dirname(trial: Any) -> str:
     """Short, readable trial folder names (Ray's default embeds every parameter)."""
     model = trial_from_ray(trial.config).model
     return f"trial_{trial.trial_id}_wrn-{model.depth}-{model.width}"
+
+
+STORAGE_FIELD = "--storage / storage.path"  # where the parent of run folders is set
 
 
 def absolute_storage(path: str) -> str:
@@ -275,23 +280,38 @@ def run_search(spec: ExperimentSpec, *, address: str | None = None,
                reuse_actors: bool = True) -> Outcome:
     """Start a new search; refuses to overwrite an existing run directory."""
     storage = absolute_storage(spec.storage.path)
+    check_storage(storage, STORAGE_FIELD)  # before Ray: pyarrow and Ray fail deep inside
     run_dir = f"{storage.rstrip('/')}/{spec.name}"
     files = RunFiles(run_dir)
     if RunFiles(run_dir, folder="").exists(TUNER_FILE) or files.exists(RUN_FILE):
         raise ConfigError(f"name: {spec.name!r} is not allowed; {run_dir} already holds a run "
                           f"(continue it with `wrn-search resume {run_dir}`, or pick --name)")
+    _check_optuna_url(spec, resuming=False)
     nodes = start_ray(address)
     check_resources(spec.resources.cpus_per_trial, spec.resources.gpus_per_trial, nodes)
     plan = plan_search(spec, nodes, BudgetClock(run_dir, spec.budget.time))
     tuner = build_tuner(spec, nodes, printer, trainable, plan,  # may fail: before any file
                         reuse_actors=reuse_actors)
-    files.write_json(SPEC_JSON, spec.to_json())
+    files.write_json(SPEC_JSON, spec.to_json())  # a database password masked
     if spec_text is not None:
-        files.write_text(SPEC_TOML, spec_text)
+        files.write_text(SPEC_TOML, mask_secrets(spec_text))
     files.write_json(RUN_FILE, {**new_run_state(spec.name, spec.budget.time),
                                 "plan": plan[0].to_json()})
     _attach(tuner, run_dir, printer)
     return _finish(tuner, spec, run_dir)
+
+
+def _check_optuna_url(spec: ExperimentSpec, resuming: bool) -> None:
+    """Resolve the Optuna database URL before Ray starts: an unset "env:NAME" is one line
+    here, not an error inside Ray's restore."""
+    url = spec.storage.optuna_url
+    if url is None:
+        return
+    resolve_optuna_url(url)
+    if not resuming and has_password(url):
+        log.warning("storage.optuna_url holds a password: the run folder keeps it masked, so "
+                    "`resume` cannot reopen the database; use optuna_url = \"env:NAME\" to "
+                    "keep the URL in an environment variable")
 
 
 def load_run_spec(run_dir: str) -> ExperimentSpec:
@@ -356,12 +376,14 @@ def resume_search(run_dir: str, *, address: str | None = None,
     checkpoint; the searcher and scheduler come back with their state.
     """
     run_dir = absolute_storage(run_dir)
+    check_storage(run_dir, "RUN_DIR", create=False)  # a resumed run writes there too
     spec = load_run_spec(run_dir)
     files = RunFiles(run_dir)
     state = run_record(run_dir, spec)
     if state["state"] in ("finished", "budget_exhausted"):
         raise ConfigError(f"RUN_DIR: {run_dir!r} is not allowed; that search already "
                           f"{state['state'].replace('_', ' ')} (start a new one with run)")
+    _check_optuna_url(spec, resuming=True)
     nodes = start_ray(address)
     check_resources(spec.resources.cpus_per_trial, spec.resources.gpus_per_trial, nodes)
     files.write_json(RUN_FILE, {**state, "state": "running",

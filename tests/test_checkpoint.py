@@ -57,3 +57,29 @@ def test_an_interrupted_write_leaves_the_previous_file_whole(tmp_path: Path) -> 
         save_atomic({"epoch": 2, "junk": Unpicklable()}, path)
     assert torch.load(path, weights_only=True) == {"epoch": 1}
     assert [p.name for p in tmp_path.iterdir()] == ["state.pt"]  # no temporary file left
+
+
+@pytest.mark.parametrize("damage", ["truncated", "empty", "foreign", "not a checkpoint"])
+def test_a_damaged_best_model_is_one_line_naming_the_file(tmp_path: Path, damage: str) -> None:
+    from trainables.checkpoint import UnreadableCheckpoint, best_config
+
+    trainer = _trainer()
+    trainer.run_epoch()
+    save_checkpoint(trainer, tmp_path)
+    best = tmp_path / "best_model.pt"
+    if damage == "truncated":
+        best.write_bytes(best.read_bytes()[:1000])
+    elif damage == "empty":
+        best.write_bytes(b"")
+    elif damage == "foreign":  # a pickle that runs code on load: refused, never run
+        import pickle
+
+        best.write_bytes(pickle.dumps(Path("/")))
+    else:
+        torch.save({"weights": torch.zeros(3)}, best)
+    for load in (load_best_model, best_config):
+        with pytest.raises(UnreadableCheckpoint) as err:
+            load(tmp_path)
+        message = str(err.value)
+        assert message.startswith(f"checkpoint: {str(best)!r} cannot be read (")
+        assert "\n" not in message

@@ -10,6 +10,7 @@ from conftest import ROOT, run_cli
 from test_train_folder import TINY_TRAIN
 
 from search.cli import main
+from trainables.config import ConfigError
 
 
 def _one_error_line(capsys: pytest.CaptureFixture, code: int) -> str:
@@ -137,3 +138,75 @@ def test_every_exit_status_is_in_the_readme_table() -> None:
     table = text[text.index("### Exit status"):]
     table = table[:table.index("\n\n", table.index("|"))]
     assert {int(c) for c in re.findall(r"^\| (\d+) \|", table, re.M)} == defined
+
+
+def test_a_database_password_is_masked_in_dry_run_and_error_lines(
+        tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
+    spec = tmp_path / "secret.toml"
+    spec.write_text('[storage]\noptuna_url = "postgresql://user:PASSWORD@db.example/optuna"\n')
+    assert main(["run", str(spec), "--dry-run"]) == 0
+    shown = capsys.readouterr()
+    assert "PASSWORD" not in shown.out + shown.err
+    assert json.loads(shown.out)["storage"]["optuna_url"] == "postgresql://user:***@db.example/optuna"
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[storage]\noptuna_url = "postgresql:PASSWORD@db.example"\n')  # no ://
+    line = _one_error_line(capsys, main(["run", str(bad)]))
+    assert line.startswith("wrn-search: error: storage.optuna_url:")
+    # The URL from the environment: resolved at run time, one line when it is not set.
+    env = tmp_path / "env.toml"
+    env.write_text('[storage]\noptuna_url = "env:WRN_TEST_OPTUNA_URL"\n')
+    monkeypatch.delenv("WRN_TEST_OPTUNA_URL", raising=False)
+    from search.spec import load_spec
+    from search.tuner import run_search
+
+    with pytest.raises(ConfigError, match="WRN_TEST_OPTUNA_URL is not set"):
+        run_search(load_spec(env, **{"storage.path": str(tmp_path / "runs")}))
+    assert not (tmp_path / "runs" / "env").exists()  # refused before Ray and before any file
+
+
+def test_an_opening_error_never_shows_the_password(capsys: pytest.CaptureFixture) -> None:
+    from search.searchers import build_searcher
+    from search.spec import ExperimentSpec
+
+    spec = ExperimentSpec.from_dict({"storage": {"optuna_url": "nodriver://user:PASSWORD@h/d"}})
+    with pytest.raises(ConfigError) as err:
+        build_searcher(spec)
+    assert "PASSWORD" not in str(err.value) and "user:***@h/d" in str(err.value)
+
+
+def _storage_cases(tmp_path: Path) -> list[tuple[str, str]]:
+    a_file = tmp_path / "a-file"
+    a_file.write_text("not a folder")
+    return [
+        ("http://example.com/runs", "pyarrow has no filesystem for it"),
+        (str(a_file), "it is a file, not a folder"),
+        (str(a_file / "runs"), "run folders cannot be written there (NotADirectoryError"),
+        ("/sys/wrn-search-read-only", "run folders cannot be written there (PermissionError"),
+    ]
+
+
+def test_storage_that_cannot_hold_runs_is_one_line_before_ray(
+        tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    import ray
+
+    spec = str(ROOT / "configs" / "quickstart.toml")
+    for storage, reason in _storage_cases(tmp_path):
+        if storage.startswith("/sys/") and not Path("/sys/kernel").is_dir():
+            continue  # no sysfs here (Linux's /sys takes no new folder, even from root)
+        line = _one_error_line(capsys, main(["run", spec, "--storage", storage]))
+        assert line.startswith(f"wrn-search: error: --storage / storage.path: {storage!r} is not "
+                               "allowed; "), line
+        assert reason in line, line
+        assert not ray.is_initialized()
+    line = _one_error_line(capsys, main(["resume", "http://example.com/runs/demo"]))
+    assert "RUN_DIR: 'http://example.com/runs/demo' is not allowed; pyarrow has no filesystem" in line
+
+
+def test_a_model_too_large_to_train_is_one_line_before_ray(tmp_path: Path,
+                                                           capsys: pytest.CaptureFixture) -> None:
+    spec = tmp_path / "huge.toml"
+    spec.write_text("[space]\nwidth = 100000\n")
+    for args in (["run", str(spec), "--dry-run"], ["run", str(spec)]):
+        line = _one_error_line(capsys, main(args))
+        assert "space: 'WRN-28-100000' is not allowed; the space's largest model has 3.64e+15 " \
+               "parameters" in line

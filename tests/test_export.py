@@ -130,3 +130,22 @@ def test_a_folder_without_a_run_is_refused(tmp_path: Path, capsys: pytest.Captur
     assert main(["export", str(tmp_path), "--knee"]) == 3  # EXIT_NOT_A_RUN
     assert "RUN_DIR" in capsys.readouterr().err
     assert not list(tmp_path.iterdir())  # nothing written
+
+
+def test_a_symlink_cannot_lead_export_out_of_the_run_folder(run_dir: Path, tmp_path: Path,
+                                                            capsys: pytest.CaptureFixture) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    kept = tmp_path / "kept"
+    if (run_dir / "export").exists():  # earlier tests' exports, put back afterwards
+        (run_dir / "export").rename(kept)
+    (run_dir / "export").symlink_to(outside, target_is_directory=True)
+    try:
+        assert main(["export", str(run_dir), "--trial", "aaaa0001"]) == 2
+    finally:
+        (run_dir / "export").unlink()
+        if kept.exists():
+            kept.rename(run_dir / "export")
+    err = capsys.readouterr().err
+    assert "leads outside the run folder" in err and len(err.strip().splitlines()) == 1
+    assert list(outside.iterdir()) == []

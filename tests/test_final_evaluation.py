@@ -200,3 +200,113 @@ def test_run_without_finished_trials_is_refused(tmp_path: Path, capsys: pytest.C
         _evaluate(run, [])
     assert main(["evaluate", str(run), "--attacks", "pgd,bogus"]) == 2
     assert "--attacks: 'bogus' is not allowed" in capsys.readouterr().err
+
+
+def _one_model_run(root: Path, trainer: Trainer, rows: list[dict[str, Any]],
+                   trial_id: str) -> Path:
+    """A finished run with one trial in trial_abcd0001_10/ whose result.json says `trial_id`."""
+    run = root / "demo"
+    driver = run / run_files.DRIVER_DIR
+    driver.mkdir(parents=True)
+    tm = {"norm": "linf", "epsilons": [EPS], "steps": 2, "restarts": 1}
+    (driver / run_files.SPEC_JSON).write_text(json.dumps({"name": "demo", "threat_model": tm,
+                                                          "data": {"dataset": "cifar10-sample"}}))
+    (driver / run_files.RUN_FILE).write_text(json.dumps({"name": "demo", "state": "finished"}))
+    folder = run / "trial_abcd0001_10"
+    save_checkpoint(trainer, folder / f"checkpoint_{len(rows):06d}")
+    lines = [{"trial_id": trial_id, "training_iteration": r[M.EPOCHS_DONE], **r} for r in rows]
+    (folder / "result.json").write_text("".join(json.dumps(line) + "\n" for line in lines))
+    return run
+
+
+def test_a_trial_id_cannot_lead_evaluate_out_of_the_run_folder(
+        tmp_path: Path, robust_trial: tuple[Trainer, list]) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    evil = f"../../../../../../../..{outside}/evil"
+    run = _one_model_run(tmp_path / "a", *robust_trial, trial_id=evil)
+    _evaluate(run, [], trial_ids=None, n=10)
+    assert list(outside.iterdir()) == []  # no evil.json, no evil.pt
+    assert (run / "evaluation" / "abcd0001.json").is_file()  # the folder's id instead
+    assert (run / "evaluation" / "adv" / "abcd0001.pt").is_file()
+    # A record may not name files either: its trial id and checkpoint are checked.
+    record = json.loads((run / "evaluation" / "abcd0001.json").read_text())
+    (run / "evaluation" / "abcd0001.json").write_text(json.dumps({**record, "trial_id": evil}))
+    _evaluate(run, [], trial_ids=None, n=10)
+    assert list(outside.iterdir()) == []
+
+
+def test_a_symlink_cannot_lead_evaluate_out_of_the_run_folder(
+        tmp_path: Path, robust_trial: tuple[Trainer, list], capsys: pytest.CaptureFixture) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    run = _one_model_run(tmp_path / "b", *robust_trial, trial_id="abcd0001")
+    (run / "evaluation").symlink_to(outside, target_is_directory=True)
+    with pytest.raises(ConfigError, match="leads outside the run folder") as err:
+        _evaluate(run, [], trial_ids=None, n=10)
+    assert "\n" not in str(err.value)
+    assert main(["evaluate", str(run), "--attacks", "pgd", "--n", "10"]) == 2
+    assert "leads outside the run folder" in capsys.readouterr().err
+    assert list(outside.iterdir()) == []
+    # A link planted where a file is written is replaced, never written through.
+    (run / "evaluation").unlink()
+    (run / "evaluation" / "adv").mkdir(parents=True)
+    victim = outside / "victim.txt"
+    victim.write_text("keep")
+    for name in ("abcd0001.json", "abcd0001.json.tmp", "adv/abcd0001.pt.tmp"):
+        (run / "evaluation" / name).symlink_to(victim)
+    _evaluate(run, [], trial_ids=None, n=10)
+    assert victim.read_text() == "keep"
+    assert not (run / "evaluation" / "abcd0001.json").is_symlink()
+
+
+def _truncate(path: Path) -> None:
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+
+
+def test_damaged_files_skip_or_redo_a_model_and_never_stop_evaluate(
+        tmp_path: Path, robust_trial: tuple[Trainer, list], caplog: pytest.LogCaptureFixture) -> None:
+    run = _one_model_run(tmp_path, *robust_trial, trial_id="abcd0001")
+    write_trial(run, "bbbb0002", *trained(1, model={"width": 2},
+                                          training={"method": "clean", "epochs": 1},
+                                          threat_model={"epsilons": ["4/255"], "steps": 2}))
+    both = ["abcd0001", "bbbb0002"]
+    _evaluate(run, [], trial_ids=both, n=10)
+    out = run / "evaluation"
+
+    # A truncated adv file would break every later transfer step: its model is redone.
+    _truncate(out / "adv" / "abcd0001.pt")
+    lines: list[str] = []
+    _evaluate(run, lines, trial_ids=both, n=10)
+    assert [ln.split()[1] for ln in lines if "skipped" in ln] == ["bbbb0002"]
+    assert "adversarial examples: " in caplog.text and "abcd0001.pt" in caplog.text
+    # A damaged record is ignored and redone.
+    (out / "bbbb0002.json").write_text('{"format": 2, "trial_')
+    lines = []
+    _evaluate(run, lines, trial_ids=both, n=10)
+    assert [ln.split()[1] for ln in lines if "skipped" in ln] == ["abcd0001"]
+    assert json.loads((out / "bbbb0002.json").read_text())["trial_id"] == "bbbb0002"
+
+    # A truncated checkpoint: one warning naming it, the others carry on.
+    best = next(run.glob("trial_abcd0001_*/checkpoint_*/best_model.pt"))
+    _truncate(best)
+    caplog.clear()
+    summary = _evaluate(run, [], trial_ids=both, n=10)
+    warned = [r.getMessage() for r in caplog.records if "abcd0001 skipped" in r.getMessage()]
+    assert len(warned) == 1 and str(best) in warned[0] and "\n" not in warned[0]
+    assert any(ln.startswith("not evaluated, a file could not be read: abcd0001") for ln in summary)
+    assert any(ln.startswith("WRN-10-2 (bbbb0002)") for ln in summary)
+
+    # Empty, foreign, and of other shapes: the same; with no model left, one line.
+    other = next(run.glob("trial_bbbb0002_*/checkpoint_*/best_model.pt"))
+    blob = torch.load(other, weights_only=True)
+    blob["model"] = torch.load(best.with_name("state.pt"), weights_only=True)["model"]  # WRN-10-1
+    torch.save(blob, other)
+    for content in (b"", b"\x80\x04K\x01.", None):
+        if content is not None:
+            best.write_bytes(content)
+        with pytest.raises(ConfigError) as err:
+            _evaluate(run, [], trial_ids=both, n=10)
+        message = str(err.value)
+        assert "no model could be evaluated" in message and "\n" not in message
+        assert str(best) in message and str(other) in message and "size mismatch" in message

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import subprocess
@@ -171,3 +172,67 @@ def test_report_renders_in_headless_chromium(tmp_path: Path) -> None:
     image = Image.open(shot).convert("RGB")
     colours = image.getcolors(maxcolors=1 << 16)
     assert colours is None or len(colours) > 50  # text and plots, not a blank page
+
+
+def test_a_symlink_cannot_lead_the_report_out_of_the_run_folder(tmp_path: Path) -> None:
+    run_dir = make_run(tmp_path)
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (run_dir / "report").symlink_to(outside, target_is_directory=True)
+    with pytest.raises(ConfigError, match="leads outside the run folder"):
+        write_report(run_dir)
+    assert list(outside.iterdir()) == []
+    (run_dir / "report").unlink()
+    (run_dir / "report").mkdir()
+    victim = outside / "victim.txt"
+    victim.write_text("keep")
+    for name in ("report.html", "report.md.tmp", "trials.csv", "front_8_255.png.tmp"):
+        (run_dir / "report" / name).symlink_to(victim)
+    write_report(run_dir)
+    assert victim.read_text() == "keep"
+    assert not (run_dir / "report" / "report.html").is_symlink()
+
+
+def test_a_trial_id_from_result_json_is_checked(tmp_path: Path) -> None:
+    run_dir = make_run(tmp_path)
+    folder = next(run_dir.glob("train_wrn_t_a_*"))
+    result = folder / "result.json"
+    result.write_text(result.read_text().replace('"t_a"', '"../../x/evil"'))
+    ids = set(load_run(run_dir).trials["trial_id"])
+    assert "../../x/evil" not in ids and all(run_files.is_trial_id(i) for i in ids)
+
+
+def test_a_database_password_in_an_older_spec_json_is_masked_in_the_report(tmp_path: Path) -> None:
+    run_dir = make_run(tmp_path)
+    path = run_dir / run_files.DRIVER_DIR / run_files.SPEC_JSON
+    spec = json.loads(path.read_text())
+    spec["storage"]["optuna_url"] = "postgresql://user:PASSWORD@db.example/optuna"
+    path.write_text(json.dumps(spec))
+    write_report(run_dir, formats=("html", "md"))
+    for name in ("report.html", "report.md"):
+        text = (run_dir / "report" / name).read_text()
+        assert "PASSWORD" not in text and "user:***@db.example" in text
+
+
+def test_markdown_shows_run_contents_as_text_never_as_markup(tmp_path: Path) -> None:
+    """A run folder may come from anyone: its name, error messages and spec go into report.md
+    escaped, as report.html escapes them."""
+    markdown = pytest.importorskip("markdown")
+    run_dir = make_run(tmp_path)
+    path = run_dir / run_files.DRIVER_DIR / run_files.SPEC_JSON
+    evil = "<img src=x onerror=alert(1)> [click](http://evil.example) **loud** `x|y`"
+    spec = json.loads(path.read_text())
+    spec["name"] = evil
+    spec["note"] = "```\n<script>alert(2)</script>\n```"
+    path.write_text(json.dumps(spec))
+    error = next(run_dir.glob("train_wrn_t_x_*")) / "error.txt"
+    error.write_text(error.read_text() + f"RuntimeError: <script>alert(3)</script> {evil} | cell\n")
+    write_report(run_dir, formats=("html", "md"))
+    md = (run_dir / "report" / "report.md").read_text()
+    rendered = markdown.markdown(md, extensions=["tables", "fenced_code"])
+    for text in (rendered, (run_dir / "report" / "report.html").read_text()):
+        assert "<script" not in text and "<img src=x" not in text
+        assert 'href="http://evil.example"' not in text and "<strong>loud" not in text
+    assert "&lt;img src=x onerror=alert(1)&gt;" in md  # still there, as text
+    row = next(line for line in md.splitlines() if line.startswith("| train_wrn_t_x_"))
+    assert row.count(" | ") == 4  # the | in the message stays inside its cell

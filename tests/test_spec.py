@@ -232,3 +232,34 @@ def test_more_than_one_gpu_per_trial_points_at_fractions() -> None:
     with pytest.raises(ConfigError, match=r"gpus_per_trial: 2 is not allowed; .*training uses one "
                                           r"device; use fractions such as 0.5"):
         ExperimentSpec.from_dict({**VALID, "resources": {"gpus_per_trial": 2}})
+
+
+@pytest.mark.parametrize("name", ["café", "ｒｕｎ", "run١", "日本", ".hidden", "a/b", "a b", "", "x" * 101])
+def test_run_names_are_ascii_letters_digits_and_three_marks(name: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        ExperimentSpec.from_dict({**VALID, "name": name})
+    message = str(info.value)
+    assert message.startswith("name: ") and "\n" not in message
+    assert "ASCII letters, digits, '_', '-' and '.' (not first)" in message
+
+
+@pytest.mark.parametrize("name", ["run-1", "a.b_c", "_x", "WRN.2026-01"])
+def test_ascii_run_names_are_accepted(name: str) -> None:
+    assert ExperimentSpec.from_dict({**VALID, "name": name}).name == name
+
+
+@pytest.mark.parametrize(("space", "model"), [
+    ({"width": 100000}, "WRN-28-100000"),  # 3.6e15 parameters
+    ({"depth": [10, 1000], "width": {"low": 1, "high": 10}}, "WRN-1000-10"),  # 1.6e9
+])
+def test_a_space_whose_largest_model_cannot_be_trained_is_refused(space: dict, model: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        ExperimentSpec.from_dict({**VALID, "space": space})
+    message = str(info.value)
+    assert message.startswith(f"space: {model!r} is not allowed; the space's largest model has ")
+    assert "at most 1e+09 parameters (16 GB) per model" in message and "\n" not in message
+
+
+def test_the_largest_published_wrns_fit_under_the_ceiling() -> None:
+    spec = ExperimentSpec.from_dict({**VALID, "space": {"depth": [34, 70, 106], "width": [10, 16, 20]}})
+    assert spec.space.parameter_range(10)[1] < 1e9

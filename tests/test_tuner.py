@@ -495,3 +495,56 @@ def test_two_node_cluster_runs_trials_on_both_and_retries_after_node_loss(tmp_pa
     assert {r[M.NODE_ID] for r in moved} == nodes  # finished on the head node
     # continued from its checkpoint, not from scratch
     assert any(r["iterations_since_restore"] < r["training_iteration"] for r in moved)
+
+
+SECRET = "PASSWORD"  # the database password a spec may hold: never shown, never stored
+
+
+def test_a_database_password_never_reaches_the_run_folder(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """run writes spec.json, spec.toml and tuner.pkl (the searcher pickled) with the password
+    masked; Ray itself is not needed for that, so it is stood in for."""
+    import search.searchers as searchers
+    import search.tuner as tuner
+    from search.tuner import Outcome
+
+    url = f"postgresql://user:{SECRET}@db.example/optuna"
+    monkeypatch.setattr(searchers, "_storage", lambda url: None)  # no PostgreSQL here
+    monkeypatch.setattr(tuner, "start_ray", lambda address: [{"CPU": 2.0}])
+    monkeypatch.setattr(tuner, "_finish", lambda t, spec, run_dir: Outcome(run_dir, "x", 0, 0, 0))
+    spec = ExperimentSpec.from_dict(tiny_spec(tmp_path, storage={"optuna_url": url}))
+    text = f'name = "tiny"\n[storage]\noptuna_url = "{url}"\n'
+    outcome = tuner.run_search(spec, spec_text=text)
+    files = [p for p in Path(outcome.run_dir).rglob("*") if p.is_file()]
+    assert {p.name for p in files} >= {"spec.json", "spec.toml", "tuner.pkl"}
+    for path in files:
+        assert SECRET.encode() not in path.read_bytes(), path
+    stored = json.loads((Path(outcome.run_dir) / "wrn-search" / "spec.json").read_text())
+    assert stored["storage"]["optuna_url"] == "postgresql://user:***@db.example/optuna"
+    assert "user:***@db.example" in (Path(outcome.run_dir) / "wrn-search" / "spec.toml").read_text()
+
+
+def test_an_env_optuna_url_is_pickled_as_written_and_resolved_on_restore(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import pickle
+
+    from search.searchers import build_searcher
+    from trainables.config import ConfigError
+
+    resolved = f"sqlite:///{tmp_path}/{SECRET}.db"
+    monkeypatch.setenv("WRN_OPTUNA_URL", resolved)
+    spec = ExperimentSpec.from_dict(tiny_spec(tmp_path, storage={"optuna_url": "env:WRN_OPTUNA_URL"}))
+    assert spec.to_json()["storage"]["optuna_url"] == "env:WRN_OPTUNA_URL"
+    searcher = build_searcher(spec)
+    blob = pickle.dumps(searcher)  # what tuner.pkl and searcher-state-*.pkl hold
+    assert SECRET.encode() not in blob and b"env:WRN_OPTUNA_URL" in blob
+    path = tmp_path / "searcher-state.pkl"
+    searcher.save(str(path))
+    assert SECRET.encode() not in path.read_bytes()
+    restored = pickle.loads(blob)  # resume: the URL comes from the environment again
+    assert restored._storage.url == resolved
+    monkeypatch.delenv("WRN_OPTUNA_URL")
+    with pytest.raises(ConfigError) as err:
+        pickle.loads(blob)
+    assert str(err.value).startswith("storage.optuna_url: 'env:WRN_OPTUNA_URL' is not allowed; "
+                                     "the environment variable WRN_OPTUNA_URL is not set")

@@ -13,7 +13,6 @@ Both are written atomically (temporary file, then rename) and read with
 
 from __future__ import annotations
 
-import os
 import pickle
 from pathlib import Path
 from typing import Any
@@ -23,18 +22,13 @@ import torch
 from models import WideResNet
 from trainables import metrics as M
 from trainables import run_files
-from trainables.config import TrialConfig
+from trainables.config import ConfigError, TrialConfig
 from trainables.trainer import Trainer
 
 
 def save_atomic(obj: Any, path: Path) -> None:
-    """torch.save into `path` in one step (a temporary file, then a rename)."""
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        torch.save(obj, tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)  # only left when the save or the rename failed
+    """torch.save into `path` in one step (`run_files.write_atomic`)."""
+    run_files.write_atomic(path, lambda tmp: torch.save(obj, tmp))
 
 
 def load_file(path: Path) -> dict[str, Any]:
@@ -62,14 +56,45 @@ def restore_checkpoint(trainer: Trainer, directory: Path) -> None:
         trainer.best_state = load_file(best)["model"]
 
 
+class UnreadableCheckpoint(ConfigError):
+    """A checkpoint file that cannot be used: truncated, empty, foreign, or of other shapes.
+
+    A ConfigError (one line naming the file), so a command that needs this one model stops
+    in one line, and `evaluate`, which has others, can skip it and carry on.
+    """
+
+
+def unreadable(path: Path, exc: BaseException, what: str = "checkpoint") -> UnreadableCheckpoint:
+    """The one-line error for a file that could not be read, naming it and why."""
+    return UnreadableCheckpoint(f"{what}: {str(path)!r} cannot be read ({run_files.one_line(exc)})")
+
+
+def best_config(directory: Path) -> TrialConfig:
+    """The trial config stored in a checkpoint's best_model.pt (UnreadableCheckpoint if not)."""
+    path = Path(directory) / run_files.BEST_FILE
+    try:
+        return TrialConfig.from_dict(load_file(path)["config"])
+    except Exception as exc:  # truncated, empty or foreign: torch, pickle, key and config errors
+        raise unreadable(path, exc) from None
+
+
 def load_best_model(directory: Path, device: str | torch.device = "cpu") -> tuple[WideResNet, dict[str, Any]]:
-    """The best-validation-robust model of a checkpoint, in eval mode, and its metrics."""
-    blob = load_file(Path(directory) / run_files.BEST_FILE)
-    cfg = TrialConfig.from_dict(blob["config"])
-    model = WideResNet(cfg.model.depth, cfg.model.width, cfg.data.num_classes,
-                       dropout=cfg.model.dropout)
-    model.load_state_dict(blob["model"])
-    return model.to(device).eval(), {"epoch": blob["epoch"], **blob["metrics"]}
+    """The best-validation-robust model of a checkpoint, in eval mode, and its metrics.
+
+    UnreadableCheckpoint when the file is truncated, empty, foreign, or holds weights of
+    other shapes than its config's model.
+    """
+    path = Path(directory) / run_files.BEST_FILE
+    try:
+        blob = load_file(path)
+        cfg = TrialConfig.from_dict(blob["config"])
+        model = WideResNet(cfg.model.depth, cfg.model.width, cfg.data.num_classes,
+                           dropout=cfg.model.dropout)
+        model.load_state_dict(blob["model"])
+        info = {"epoch": blob["epoch"], **blob["metrics"]}
+    except Exception as exc:  # see best_config
+        raise unreadable(path, exc) from None
+    return model.to(device).eval(), info
 
 
 def best_checkpoint(trial_dir: Path) -> Path | None:

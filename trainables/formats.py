@@ -2,15 +2,38 @@
 
 The CLI, the status line, `wrn-search status` and the report all show the same epsilons,
 accuracies, sizes and durations; defining each form once keeps them from drifting apart.
-Missing values (None, NaN) read as an em dash everywhere.
+Missing values (None, NaN) read as an em dash everywhere. Database URLs are shown (and
+stored) with their password masked (`mask_url`, `mask_secrets`).
 """
 
 from __future__ import annotations
 
 import math
+import re
 from typing import Any
 
 MISSING = "—"
+MASK = "***"
+# scheme://user:password@ in free text: the password runs up to the last '@' of the word
+_CREDENTIALS = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*://[^\s/:@'\"]*:)[^\s'\"]+@")
+
+
+def mask_url(url: str) -> str:
+    """A database URL as it may be shown or stored: its password replaced by ***.
+
+    SQLAlchemy parses it when it can (as Optuna will); anything else is masked as text.
+    """
+    try:
+        from sqlalchemy.engine import make_url
+
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # not a URL SQLAlchemy knows (or no SQLAlchemy): mask it as text
+        return mask_secrets(url)
+
+
+def mask_secrets(text: str) -> str:
+    """Free text (a spec file, an error line, a report) with every URL password masked."""
+    return _CREDENTIALS.sub(rf"\1{MASK}@", text)
 
 
 def _finite(value: Any) -> float | None:

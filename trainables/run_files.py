@@ -13,11 +13,17 @@ import json
 import logging
 import math
 import numbers
-from collections.abc import Mapping
+import os
+import re
+import threading
+import uuid
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 import pyarrow.fs as pafs
+
+from trainables.config import fail
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +47,133 @@ ADV_DIR = "adv"  # evaluation/adv/<trial_id>.pt: each model's worst-case test in
 REPORT_DIR = "report"  # what `wrn-search report` writes by default
 STATE_FILE = "state.pt"  # in a checkpoint: everything needed to continue the trial
 BEST_FILE = "best_model.pt"  # in a checkpoint: the best-validation-robust weights
+EXPORT_DIR = "export"  # export/<trial_id>/: what `wrn-search export` writes by default
+
+# A trial id becomes file names (evaluation/<id>.json, adv/<id>.pt, export/<id>/), and it is
+# read from files a user may not have written: only these characters can never leave a folder.
+_TRIAL_ID = re.compile(r"[0-9A-Za-z_]{1,200}")
+
+
+def is_trial_id(value: Any) -> bool:
+    """True when `value` is safe to use as a trial id, and so as a file name."""
+    return isinstance(value, str) and _TRIAL_ID.fullmatch(value) is not None
+
+
+def as_trial_id(text: str) -> str:
+    """`text` (a trial folder's name) made into a safe trial id: other characters become _."""
+    return re.sub(r"[^0-9A-Za-z_]", "_", text)[:200] or "_"
+
+
+def check_trial_id(value: Any, field_name: str = "trial_id") -> str:
+    """`value` when it is a safe trial id; else one-line ConfigError naming `field_name`."""
+    if not is_trial_id(value):
+        raise fail(field_name, value, "trial ids are ASCII letters, digits and _")
+    return value
+
+
+def confined(run_dir: Path, path: Path, field_name: str) -> Path:
+    """`path` when it really lies inside `run_dir`, symlinks followed; else ConfigError.
+
+    A run folder may come from elsewhere: a symlink in it (`evaluation -> /home/you`) must
+    not lead what `evaluate`, `report` or `export` write outside it.
+    """
+    root = Path(run_dir).resolve()
+    real = Path(path).resolve()
+    if real != root and root not in real.parents:
+        raise fail(field_name, str(path), f"it leads outside the run folder {str(root)!r} "
+                   f"(to {str(real)!r}, through a symlink); remove the link")
+    return Path(path)
+
+
+def output_dir(run_dir: Path, path: Path, field_name: str) -> Path:
+    """Create `path` (a folder to write in) and check that it stays inside `run_dir` when it
+    is meant to: a folder named outside the run folder (`--out`) is the user's choice."""
+    run_dir, path = Path(run_dir), Path(path)
+    inside = os.path.abspath(path).startswith(os.path.abspath(run_dir) + os.sep)
+    if inside:
+        confined(run_dir, path.parent, field_name)  # before mkdir creates anything outside
+    path.mkdir(parents=True, exist_ok=True)
+    return confined(run_dir, path, field_name) if inside else path
+
+
+def write_atomic(path: Path, write: Callable[[Path], Any]) -> Path:
+    """Fill `path` in one step: `write(tmp)` writes a fresh temporary file beside it, then a
+    rename, so a reader never sees half a file. Whatever sits at the temporary name is
+    removed first and the rename replaces a link at `path` itself, so a symlink planted in
+    a run folder is never written through."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.unlink(missing_ok=True)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)  # only left when the write or the rename failed
+    return path
+
+
+def write_text(path: Path, text: str) -> Path:
+    """Replace a local text file in one step (see `write_atomic`)."""
+    return write_atomic(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+
+
+PROBE_TIMEOUT_S = 60.0  # an unreachable object store retries for minutes: give up sooner
+
+
+def one_line(exc: BaseException) -> str:
+    """An exception as one line for an error message: its type and its text, whitespace
+    folded (pyarrow and torch put details on later lines), at most 200 characters."""
+    text = " ".join(str(exc).split())
+    return f"{type(exc).__name__}: {text[:200]}" if text else type(exc).__name__
+
+
+def check_storage(location: str, field_name: str, create: bool = True) -> None:
+    """Fail in one line, before Ray starts, unless run folders can be written at `location`.
+
+    It must be a scheme pyarrow's filesystems know (a folder, file://, s3://, gs://,
+    hdfs://), and the folder must be creatable and writable: a small file is written and
+    deleted there. With `create` False a missing folder is left for the caller to report.
+    An object store that does not answer within PROBE_TIMEOUT_S is reported as such.
+    """
+    outcome: list[tuple[str, BaseException | None]] = []
+
+    def probe() -> None:
+        try:
+            fs, root = pafs.FileSystem.from_uri(location)
+        except OSError as exc:  # a known scheme whose store does not answer (bucket, region)
+            outcome.append(("reach", exc))
+            return
+        except Exception as exc:  # ArrowInvalid: a scheme pyarrow has no filesystem for
+            outcome.append(("scheme", exc))
+            return
+        try:
+            kind = fs.get_file_info(root).type
+            if kind == pafs.FileType.File:
+                raise NotADirectoryError("it is a file, not a folder")
+            if kind != pafs.FileType.NotFound or create:
+                fs.create_dir(root, recursive=True)
+                name = f"{root.rstrip('/')}/.wrn-search-probe-{uuid.uuid4().hex[:12]}"
+                with fs.open_output_stream(name) as stream:
+                    stream.write(b"wrn-search checks that it can write here\n")
+                fs.delete_file(name)
+            outcome.append(("ok", None))
+        except Exception as exc:  # any failure here means "cannot write there"
+            outcome.append(("write", exc))
+
+    worker = threading.Thread(target=probe, daemon=True)  # an unreachable store can hang
+    worker.start()
+    worker.join(PROBE_TIMEOUT_S)
+    if not outcome:
+        raise fail(field_name, location, f"no answer within {PROBE_TIMEOUT_S:.0f} s (is the "
+                   "bucket reachable from here, and are its credentials set?)")
+    stage, exc = outcome[0]
+    if stage == "scheme":
+        raise fail(field_name, location, f"pyarrow has no filesystem for it ({one_line(exc)}); "
+                   "use a folder, or a file://, s3://, gs:// or hdfs:// URI")
+    if stage == "reach":
+        raise fail(field_name, location, f"it cannot be reached from here ({one_line(exc)})")
+    if exc is not None:
+        raise fail(field_name, location, f"run folders cannot be written there ({one_line(exc)})")
 
 
 # run.json's fields and the type each must have; RUN_REQUIRED make a whole record.
@@ -139,9 +272,7 @@ def parse_json_lines(text: str) -> tuple[list[dict[str, Any]], list[tuple[int, s
 
 def write_json(path: Path, value: dict[str, Any], **dumps: Any) -> None:
     """Replace a local JSON file in one step."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(value, **dumps), encoding="utf-8")
-    tmp.replace(path)
+    write_text(path, json.dumps(value, **dumps))
 
 
 class RunFiles:
