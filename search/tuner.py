@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 import logging
 import os
+import signal
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -254,11 +256,17 @@ def end_state(*, budget_spent: bool, searcher_ended: str | None, all_over: bool,
 def _finish(tuner: tune.Tuner, spec: ExperimentSpec, run_dir: str) -> Outcome:
     """Run to the end (budget, trial cap, or Ctrl-C) and record how it ended."""
     recorder = _recorder(tuner)
+    on_ctrl_c = signal.getsignal(signal.SIGINT)
     try:
         grid = tuner.fit()
     except BaseException:
         recorder.update_run_state(state="failed")
         raise
+    finally:
+        # Tune leaves its own SIGINT handler behind, which would swallow a Ctrl-C during
+        # the report that follows: give Ctrl-C back to the caller.
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGINT, on_ctrl_c)
     trials = len(grid)
     elapsed = recorder.elapsed_s
     searcher = _searcher(tuner)

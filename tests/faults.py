@@ -219,10 +219,21 @@ def one_finished(d: Driver) -> bool:
 
 
 def checkpoint_write(d: Driver) -> bool:
-    """A trial folder gains a checkpoint folder: Ray is writing (or has just written) it."""
-    return one_finished(d) and any(
-        p.name.startswith("checkpoint_") and not (p / run_files.STATE_FILE).exists()
-        for p in d.run_dir.glob("trial_*/checkpoint_*"))
+    """A trial that has not finished is writing a checkpoint: its newest checkpoint folder
+    changed within the last half second (Ray copies the files into it one by one)."""
+    if not one_finished(d):
+        return False
+    done = set(full_fidelity(d.run_dir))
+    now = time.time()
+    return any(now - p.stat().st_mtime < 0.5 for p in d.run_dir.glob("trial_*/checkpoint_*")
+               if p.parent.name not in done)
+
+
+def one_finished_one_checkpointed(d: Driver) -> bool:
+    """One trial reached full fidelity and another has a checkpoint to continue from."""
+    done = set(full_fidelity(d.run_dir))
+    return bool(done) and any(p.parent.parent.name not in done for p in d.run_dir.glob(
+        f"trial_*/checkpoint_*/{run_files.STATE_FILE}"))
 
 
 def all_started(d: Driver) -> bool:
@@ -364,7 +375,15 @@ TARGETS: dict[str, Callable[[Path], Path]] = {
     "result.json (full-fidelity trial)": lambda r: _first_complete(r) / run_files.RESULT_FILE,
     "best_model.pt (full-fidelity trial)": lambda r: next(
         _first_complete(r).glob(f"checkpoint_*/{run_files.BEST_FILE}")),
+    "state.pt (unfinished trial's checkpoint)": lambda r: _unfinished_checkpoint(r),
 }
+
+
+def _unfinished_checkpoint(run_dir: Path) -> Path:
+    """The newest state.pt of a trial that has not finished: what resume continues from."""
+    done = set(full_fidelity(run_dir))
+    return sorted(p for p in run_dir.glob(f"trial_*/checkpoint_*/{run_files.STATE_FILE}")
+                  if p.parent.parent.name not in done)[-1]
 
 
 def damage(path: Path, how: str) -> None:
@@ -399,10 +418,11 @@ def wrong_types(path: Path, data: bytes) -> bytes:
 
 
 def interrupted_run(base: Path) -> Path:
-    """One run killed (SIGKILL) after a trial reached full fidelity: the damage cases' source."""
+    """One run killed (SIGKILL) after a trial reached full fidelity and another wrote a
+    checkpoint: the damage cases' source."""
     sandbox, _ = new_sandbox(base, "source")
     driver = Driver(sandbox)
-    if not driver.wait_for(one_finished):
+    if not driver.wait_for(one_finished_one_checkpointed):
         raise RuntimeError("the source run ended before it could be killed:\n" + driver.output())
     driver.kill()
     return driver.run_dir
@@ -429,7 +449,7 @@ SIGNAL_CASES: dict[str, tuple[Callable[[Driver], bool], bool]] = {
     "SIGINT during the report": (during_report, False),
     "SIGKILL before the first result": (before_first_result, True),
     "SIGKILL mid-epoch": (mid_epoch, True),
-    "SIGKILL during a checkpoint write": (checkpoint_write, True),
+    "SIGKILL while a checkpoint is written": (checkpoint_write, True),
     "SIGKILL after the last trial started": (all_started, True),
     "SIGKILL during the report": (during_report, True),
 }

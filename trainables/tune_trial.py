@@ -27,7 +27,7 @@ from ray import tune
 from trainables import metrics as M
 from trainables import run_files
 from trainables.checkpoint import restore_checkpoint, save_checkpoint
-from trainables.config import trial_from_ray
+from trainables.config import TrialConfig, trial_from_ray
 from trainables.trainer import Trainer, TrainingDiverged
 
 CHECKPOINT_INTERVAL = "checkpoint_interval_s"
@@ -65,7 +65,7 @@ def train_wrn(config: dict[str, Any]) -> None:
     facts = {M.GPU_SHARE: gpu_share, M.PREDICTED_EPOCH_S: config.get(M.PREDICTED_EPOCH_S)}
     points = report_points(cfg.training.epochs, config.get(REPORT_EPOCHS, ()))
     try:
-        _train(Trainer(cfg), facts, points, float(config.get(CHECKPOINT_INTERVAL, 0.0)))
+        _train(_restored(cfg), facts, points, float(config.get(CHECKPOINT_INTERVAL, 0.0)))
     except TrainingDiverged as exc:
         marker.parent.mkdir(parents=True, exist_ok=True)
         marker.write_text(str(exc))
@@ -87,12 +87,30 @@ def report_points(epochs: int, sub_epoch: Any = ()) -> list[float]:
     return sorted({float(e) for e in range(1, epochs + 1)} | extra)
 
 
-def _train(trainer: Trainer, facts: dict[str, Any], points: list[float], interval_s: float) -> None:
+def _restored(cfg: TrialConfig) -> Trainer:
+    """The trial's Trainer at its last checkpoint, or a fresh one.
+
+    A checkpoint can be unreadable: a worker killed while Ray copied it to storage leaves
+    torn files, and an experiment state saved before the newest checkpoint may name one that
+    `num_to_keep` has since deleted. Erroring would lose the trial for good (every retry
+    reads the same files); training it again from epoch 0 loses only its progress.
+    """
+    trainer = Trainer(cfg)
     checkpoint = tune.get_checkpoint()
-    if checkpoint is not None:
+    if checkpoint is None:
+        return trainer
+    try:
         with checkpoint.as_directory() as directory:
             restore_checkpoint(trainer, Path(directory))
-        log.info("restored %s at epoch %d", trainer.static_facts()[M.WRN], trainer.epoch)
+    except Exception as exc:  # noqa: BLE001 - torn, missing or foreign files alike
+        log.warning("the checkpoint of %s cannot be read (%s); training it again from epoch 0",
+                    trainer.static_facts()[M.WRN], run_files.one_line(exc))
+        return Trainer(cfg)
+    log.info("restored %s at epoch %d", trainer.static_facts()[M.WRN], trainer.epoch)
+    return trainer
+
+
+def _train(trainer: Trainer, facts: dict[str, Any], points: list[float], interval_s: float) -> None:
     last = time.monotonic()
     node = ray.get_runtime_context().get_node_id()
     for point in points:
