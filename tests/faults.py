@@ -50,15 +50,7 @@ def results(run_dir: Path) -> dict[str, list[dict[str, Any]]]:
     out: dict[str, list[dict[str, Any]]] = {}
     for trial in sorted(run_dir.glob("trial_*")):
         path = trial / run_files.RESULT_FILE
-        rows = []
-        for line in (path.read_text(errors="replace").splitlines() if path.exists() else []):
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError:
-                continue
-            if isinstance(row, dict):
-                rows.append(row)
-        out[trial.name] = rows
+        out[trial.name] = run_files.json_lines(path)[0] if path.exists() else []
     return out
 
 
@@ -139,7 +131,7 @@ class Driver:
             args.append("--no-report")
         self.proc = subprocess.Popen(args, cwd=self.sandbox, env=cli_env(),
                                      start_new_session=True, stdout=self.log.open("w"),
-                                     stderr=subprocess.STDOUT)
+                                     stderr=subprocess.STDOUT, preexec_fn=_ctrl_c_as_in_a_terminal)
 
     @property
     def run_dir(self) -> Path:
@@ -180,6 +172,12 @@ class Driver:
 
     def finish(self) -> int:
         return self.proc.wait(timeout=900)
+
+
+def _ctrl_c_as_in_a_terminal() -> None:
+    """A command typed in a terminal gets Ctrl-C; one started in the background by a
+    non-interactive shell (CI, `cmd &`) inherits SIGINT ignored, and would never see it."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def descendants(pid: int) -> list[psutil.Process]:
