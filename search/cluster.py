@@ -37,6 +37,9 @@ def quiet_ray() -> None:
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     os.environ.setdefault("RAY_DEDUP_LOGS", "1")
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # no config box: `run` has its own lines
+    # No traceback per failed trial: RunRecorder says it in one line, and Ray keeps the
+    # traceback in the trial folder (error.txt).
+    os.environ.setdefault("TUNE_PRINT_ALL_TRIAL_ERRORS", "0")
 
 
 def start_ray(address: str | None, num_cpus: int | None = None,

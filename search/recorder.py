@@ -98,7 +98,17 @@ class RunRecorder(tune.Callback):
         self._event(trial, "complete")
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        self._event(trial, "error", _error_line(trial))
+        error = _error_line(trial)
+        self._event(trial, "error", error)
+        log.warning("trial %s failed: %s (traceback in its folder, %s)", trial.trial_id, error,
+                    run_files.ERROR_FILE)
+
+    def on_trial_recover(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        """A failed trial Ray will retry (a worker or node lost, within max_failures)."""
+        error = _error_line(trial)
+        self._event(trial, "retry", error)
+        log.warning("trial %s failed: %s; Ray retries it from its last checkpoint",
+                    trial.trial_id, error)
 
     def ended_trials(self) -> set[str]:
         """Ids of the trials Ray ended for good, in any session: completed, early-stopped or

@@ -263,19 +263,26 @@ class Outcome:
     outside: list[str] = field(default_factory=list)
     final_full_fidelity: int = 0
     final_state: str | None = None
+    resumed: bool = True  # False: only status and report were asked of the damaged run
     note: str = ""
 
     @property
     def recovered(self) -> bool:
-        return (not self.lost and not self.rerun and not self.tracebacks and not self.outside
-                and self.final_full_fidelity == TRIALS and self.final_state in FINISHED_STATES)
+        """Nothing lost, rerun, traced back or written outside; and the search ended with
+        every trial at full fidelity (or, where it was not resumed, no trial fewer)."""
+        clean = not (self.lost or self.rerun or self.tracebacks or self.outside)
+        if not self.resumed:
+            return clean and self.final_full_fidelity >= self.finished_before
+        return (clean and self.final_full_fidelity == TRIALS
+                and self.final_state in FINISHED_STATES)
 
     def row(self) -> str:
         cmds = ", ".join(f"{k} {v}" for k, v in self.commands.items())
+        end = self.final_state if self.resumed else "(not resumed)"
         return (f"| {self.fault} | {self.driver_exit} | {self.state_after_fault} | {cmds} | "
                 f"{self.finished_before} | {len(self.lost)} | {len(self.rerun)} | "
                 f"{len(self.tracebacks)} | {len(self.outside)} | "
-                f"{self.final_full_fidelity}/{TRIALS} {self.final_state} | "
+                f"{self.final_full_fidelity}/{TRIALS} {end} | "
                 f"{'yes' if self.recovered else 'NO'} |"
                 + (f" {self.note}" if self.note else ""))
 
@@ -436,7 +443,7 @@ def damage_case(base: Path, source: Path, target: str, how: str, resume: bool) -
     if target.startswith("result.json"):  # a damaged record cannot be the yardstick
         before = {k: v for k, v in before.items() if k != path.parent.name}
     damage(path, how)
-    out = Outcome(f"{target}: {how}")
+    out = Outcome(f"{target}: {how}", resumed=resume)
     return check_after(out, sandbox, run_dir, before, files, [], resume=resume)
 
 
@@ -454,7 +461,11 @@ SIGNAL_CASES: dict[str, tuple[Callable[[Driver], bool], bool]] = {
 DAMAGES = ("truncated", "empty", "garbage", "wrong types")
 
 
-def run_matrix(base: Path, printer: Callable[[str], None] = print) -> list[Outcome]:
+PARTS = ("signals", "worker", "damage")
+
+
+def run_matrix(base: Path, printer: Callable[[str], None] = print,
+               parts: tuple[str, ...] = PARTS) -> list[Outcome]:
     outcomes: list[Outcome] = []
 
     def record(o: Outcome) -> None:
@@ -462,14 +473,17 @@ def run_matrix(base: Path, printer: Callable[[str], None] = print) -> list[Outco
         printer(o.row())
 
     printer(HEADER)
-    for fault, (moment, kill) in SIGNAL_CASES.items():
-        record(signal_case(base, fault, moment, kill))
-    record(worker_kill_case(base))
-    source = interrupted_run(base)
-    for target in TARGETS:
-        for how in DAMAGES:
-            # resume (minutes each) once per file kind; status and report for every damage
-            record(damage_case(base, source, target, how, resume=how == "truncated"))
+    if "signals" in parts:
+        for fault, (moment, kill) in SIGNAL_CASES.items():
+            record(signal_case(base, fault, moment, kill))
+    if "worker" in parts:
+        record(worker_kill_case(base))
+    if "damage" in parts:
+        source = interrupted_run(base)
+        for target in TARGETS:
+            for how in DAMAGES:
+                # resume (minutes each) once per file kind; status and report for every damage
+                record(damage_case(base, source, target, how, resume=how == "truncated"))
     return outcomes
 
 
@@ -487,10 +501,16 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--work", help="folder for the sandboxes (default: a temporary one)")
     parser.add_argument("--details", action="store_true", help="print each failure's output")
+    parser.add_argument("--parts", default=",".join(PARTS),
+                        help=f"comma-separated, of {', '.join(PARTS)} (default: all)")
     args = parser.parse_args()
     base = Path(args.work or tempfile.mkdtemp(prefix="wrn-search-faults-"))
     base.mkdir(parents=True, exist_ok=True)
-    outcomes = run_matrix(base)
+    parts = tuple(p.strip() for p in args.parts.split(",") if p.strip())
+    unknown = sorted(set(parts) - set(PARTS))
+    if unknown:
+        parser.error(f"--parts: {','.join(unknown)} is not allowed; choose from {', '.join(PARTS)}")
+    outcomes = run_matrix(base, parts=parts)
     print()
     print(summary(outcomes))
     if args.details:
