@@ -18,6 +18,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+import tomllib
 from ray import tune
 
 from analysis.load import load_run
@@ -43,6 +44,7 @@ from trainables.run_files import (
     RunFiles,
     check_storage,
     finite_number,
+    one_line,
     read_json_object,
 )
 from trainables.tune_trial import CHECKPOINT_INTERVAL, REPORT_EPOCHS, train_wrn
@@ -328,11 +330,35 @@ def load_run_spec(run_dir: str) -> ExperimentSpec:
         raise not_a_run(run_dir, RunFiles(run_dir, folder="").exists(""), "it holds no search "
                         f"started by `wrn-search run` (no {SPEC_JSON} and {TUNER_FILE})")
     try:
-        raw = json.loads(files.read_text(SPEC_JSON))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        return ExperimentSpec.from_dict(json.loads(files.read_text(SPEC_JSON)))
+    except (json.JSONDecodeError, UnicodeDecodeError, ConfigError) as exc:
+        damage = one_line(exc)
+    spec = _spec_from_toml(run_dir, files)
+    if spec is None:
         raise ConfigError(f"RUN_DIR: {run_dir!r} is not allowed; its {DRIVER_DIR}/{SPEC_JSON} "
-                          f"is damaged ({exc})") from None
-    return ExperimentSpec.from_dict(raw)
+                          f"is damaged ({damage}) and no readable {SPEC_TOML} can rebuild it")
+    log.warning("%s/%s/%s is damaged (%s); rebuilt from %s", run_dir, DRIVER_DIR, SPEC_JSON,
+                damage, SPEC_TOML)
+    files.write_json(SPEC_JSON, spec.to_json())
+    return spec
+
+
+def _spec_from_toml(run_dir: str, files: RunFiles) -> ExperimentSpec | None:
+    """The spec as the user wrote it (spec.toml), with what `run`'s flags may have changed
+    taken from the run itself: the name and storage from the folder, the budget from
+    run.json. None when spec.toml is missing or damaged too."""
+    try:
+        raw = tomllib.loads(files.read_text(SPEC_TOML))
+        storage, _, name = run_dir.rstrip("/").rpartition("/")
+        raw["name"] = name
+        raw.setdefault("storage", {})["path"] = storage
+        budget = finite_number(RunFiles(run_dir).read_json(RUN_FILE).get("budget_s"))
+        if budget is not None:
+            raw.setdefault("budget", {})["time"] = budget
+        return ExperimentSpec.from_dict(raw)
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError, ConfigError, AttributeError,
+            TypeError):
+        return None
 
 
 def run_record(run_dir: str, spec: ExperimentSpec) -> dict[str, Any]:

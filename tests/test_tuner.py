@@ -31,7 +31,7 @@ from search.budget import BudgetClock
 from search.recorder import RunRecorder, new_run_state
 from search.searchers import DefineByRunSpace
 from search.spec import ExperimentSpec
-from search.tuner import _finish, end_state, resume_search, run_search
+from search.tuner import _finish, end_state, load_run_spec, resume_search, run_search
 from trainables import metrics as M
 from trainables import run_files
 from trainables.config import ConfigError
@@ -292,6 +292,31 @@ def test_a_damaged_run_json_is_rebuilt_not_written_back_in_part(
     assert state["rebuilt"] == ["budget_s", "created", "elapsed_s", "name", "resumes", "state"]
 
 
+@pytest.mark.parametrize("damage", ["truncated", "empty", "wrong types"])
+def test_a_damaged_spec_json_is_rebuilt_from_spec_toml_and_the_run(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, damage: str) -> None:
+    """Found by the fault matrix: resume refused a run whose spec.json was damaged, though the
+    spec as written (spec.toml) and the run's own name, folder and budget were all there."""
+    import faults
+
+    run_dir = _damaged_run(tmp_path, (9, 4))
+    raw = tiny_spec(tmp_path, budget={"max_trials": 2})
+    driver = run_dir / run_files.DRIVER_DIR
+    (driver / run_files.SPEC_TOML).write_text(_toml({**raw, "name": "other",
+                                                     "budget": {"time": "1m", "max_trials": 2}}))
+    (driver / run_files.RUN_FILE).write_text(json.dumps({"name": "tiny", "budget_s": 300.0,
+                                                         "state": "interrupted"}))
+    faults.damage(driver / run_files.SPEC_JSON, damage)
+    spec = load_run_spec(str(run_dir))
+    assert spec.name == "tiny" and spec.budget.time == 300.0  # the run's, not spec.toml's
+    assert Path(spec.storage.path) == tmp_path and spec.budget.max_trials == 2
+    assert json.loads((driver / run_files.SPEC_JSON).read_text()) == spec.to_json()
+    (driver / run_files.SPEC_TOML).write_text("not = [toml")
+    faults.damage(driver / run_files.SPEC_JSON, damage)
+    with pytest.raises(ConfigError, match=r"spec.json is damaged .* no readable spec.toml"):
+        load_run_spec(str(run_dir))
+
+
 @pytest.mark.slow
 def test_ctrl_c_with_every_trial_running_exits_130_and_resumes(tmp_path: Path) -> None:
     """The real case: both trials of max_trials = 2 at epoch 1 of 5, then SIGINT."""
@@ -360,11 +385,11 @@ def test_a_used_up_finite_space_ends_the_search_without_repeats(tmp_path: Path, 
 def test_an_expensive_first_draw_is_not_started_and_the_budget_buys_a_front(
         tmp_path: Path, local_ray) -> None:
     """The issue's failure: the first draw takes the whole budget. Here the random sampler's
-    first draw (seed 1) is WRN-28-8, about two minutes an epoch on a CPU core, in a one-minute
+    first draw (seed 1) is WRN-28-8, about two minutes an epoch on a CPU core, in a 90-second
     budget; the search must not start it, and must spend the minute on models that finish."""
     space = {"depth": [10, 28], "width": [1, 8], "train_eps": "8/255", "train_steps": [1, 2]}
     raw = tiny_spec(tmp_path, space=space, searcher={"kind": "random", "seed": 1},
-                    budget={"time": "60s", "max_trials": 50, "max_concurrent": 2},
+                    budget={"time": "90s", "max_trials": 50, "max_concurrent": 2},
                     scheduler={"kind": "mo-asha", "grace_period": "auto"})
     spec = ExperimentSpec.from_dict(raw)
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=1),
