@@ -83,3 +83,19 @@ def test_a_damaged_best_model_is_one_line_naming_the_file(tmp_path: Path, damage
         message = str(err.value)
         assert message.startswith(f"checkpoint: {str(best)!r} cannot be read (")
         assert "\n" not in message
+
+
+def test_a_torn_best_model_on_restore_drops_the_best_and_keeps_training(tmp_path: Path) -> None:
+    """Found by the fault matrix: a best_model.pt torn by a kill while Ray copied it made
+    every retry of the trial fail. The state is whole, so training continues; the best is
+    chosen again from the epochs to come (no metrics without the weights behind them)."""
+    first = _trainer()
+    first.run_epoch()
+    save_checkpoint(first, tmp_path)
+    best = tmp_path / "best_model.pt"
+    best.write_bytes(best.read_bytes()[:100])
+    resumed = _trainer()
+    restore_checkpoint(resumed, tmp_path)
+    assert resumed.epoch == 1 and resumed.best == {} and resumed.best_state is None
+    row = resumed.run_epoch()
+    assert row[M.BEST_EPOCH] == 2 and resumed.best_state is not None

@@ -13,6 +13,7 @@ Both are written atomically (temporary file, then rename) and read with
 
 from __future__ import annotations
 
+import logging
 import pickle
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,8 @@ from trainables import metrics as M
 from trainables import run_files
 from trainables.config import ConfigError, TrialConfig
 from trainables.trainer import Trainer
+
+log = logging.getLogger(__name__)
 
 
 def save_atomic(obj: Any, path: Path) -> None:
@@ -53,7 +56,14 @@ def restore_checkpoint(trainer: Trainer, directory: Path) -> None:
     trainer.load_state_dict(load_file(directory / run_files.STATE_FILE))
     best = directory / run_files.BEST_FILE
     if best.exists():
-        trainer.best_state = load_file(best)["model"]
+        try:
+            trainer.best_state = load_file(best)["model"]
+        except Exception as exc:  # noqa: BLE001 - torn by a kill while Ray copied it
+            # The best weights are lost: choose the best again from the epochs to come rather
+            # than report metrics no saved model has.
+            log.warning("%s cannot be read (%s); the best epoch is chosen again from the epochs "
+                        "to come", best, run_files.one_line(exc))
+            trainer.best, trainer.best_state = {}, None
 
 
 class UnreadableCheckpoint(ConfigError):

@@ -65,7 +65,9 @@ def train_wrn(config: dict[str, Any]) -> None:
     facts = {M.GPU_SHARE: gpu_share, M.PREDICTED_EPOCH_S: config.get(M.PREDICTED_EPOCH_S)}
     points = report_points(cfg.training.epochs, config.get(REPORT_EPOCHS, ()))
     try:
-        _train(_restored(cfg), facts, points, float(config.get(CHECKPOINT_INTERVAL, 0.0)))
+        trainer = _restored(cfg)
+        if trainer is not None:
+            _train(trainer, facts, points, float(config.get(CHECKPOINT_INTERVAL, 0.0)))
     except TrainingDiverged as exc:
         marker.parent.mkdir(parents=True, exist_ok=True)
         marker.write_text(str(exc))
@@ -87,13 +89,23 @@ def report_points(epochs: int, sub_epoch: Any = ()) -> list[float]:
     return sorted({float(e) for e in range(1, epochs + 1)} | extra)
 
 
-def _restored(cfg: TrialConfig) -> Trainer:
+def _reported_every_epoch(cfg: TrialConfig) -> bool:
+    """The trial's own result.json reaches its last epoch: a driver killed just after the
+    trial finished can leave Ray's saved state calling it running."""
+    path = Path(tune.get_context().get_trial_dir()) / run_files.RESULT_FILE
+    rows = run_files.json_lines(path)[0] if path.exists() else []
+    done = [run_files.finite_number(r.get(M.EPOCHS_DONE)) for r in rows]
+    return any(d is not None and d >= cfg.training.epochs for d in done)
+
+
+def _restored(cfg: TrialConfig) -> Trainer | None:
     """The trial's Trainer at its last checkpoint, or a fresh one.
 
     A checkpoint can be unreadable: a worker killed while Ray copied it to storage leaves
     torn files, and an experiment state saved before the newest checkpoint may name one that
     `num_to_keep` has since deleted. Erroring would lose the trial for good (every retry
-    reads the same files); training it again from epoch 0 loses only its progress.
+    reads the same files); training it again from epoch 0 loses only its progress. None
+    when the trial had already reported its last epoch: there is nothing left to train.
     """
     trainer = Trainer(cfg)
     checkpoint = tune.get_checkpoint()
@@ -103,6 +115,11 @@ def _restored(cfg: TrialConfig) -> Trainer:
         with checkpoint.as_directory() as directory:
             restore_checkpoint(trainer, Path(directory))
     except Exception as exc:  # noqa: BLE001 - torn, missing or foreign files alike
+        if _reported_every_epoch(cfg):
+            log.warning("the checkpoint of %s cannot be read (%s); it had already reported "
+                        "every epoch, so it is not trained again", trainer.static_facts()[M.WRN],
+                        run_files.one_line(exc))
+            return None
         log.warning("the checkpoint of %s cannot be read (%s); training it again from epoch 0",
                     trainer.static_facts()[M.WRN], run_files.one_line(exc))
         return Trainer(cfg)
