@@ -42,6 +42,12 @@ def quiet_ray() -> None:
     os.environ.setdefault("TUNE_PRINT_ALL_TRIAL_ERRORS", "0")
 
 
+def _first_line(exc: BaseException) -> str:
+    """Ray's start-up errors put the cause first and pages of advice after it."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
 def start_ray(address: str | None, num_cpus: int | None = None,
               worker_logs: bool = False) -> list[dict[str, float]]:
     """Join the cluster at `address`, or start an embedded one; return each live node's resources.
@@ -60,7 +66,7 @@ def start_ray(address: str | None, num_cpus: int | None = None,
         try:
             ray.init(address=address, **kwargs)
         except (ConnectionError, RuntimeError, ValueError) as exc:
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            first = _first_line(exc)
             raise ConfigError(f"--address: {address!r} is not allowed; no Ray cluster could be "
                               f"joined there ({first[:200]})") from None
     else:
@@ -71,7 +77,7 @@ def start_ray(address: str | None, num_cpus: int | None = None,
                      include_dashboard=False, **kwargs)
         except Exception as exc:  # noqa: BLE001 - Ray raises bare Exception on a slow start
             ray.shutdown()
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            first = _first_line(exc)
             raise RayStartError(f"Ray did not start on this machine ({first[:200]}); nothing "
                                 "was changed, try again when the machine is less busy") from None
     return node_resources()

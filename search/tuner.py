@@ -352,7 +352,7 @@ def _spec_from_toml(run_dir: str, files: RunFiles) -> ExperimentSpec | None:
         storage, _, name = run_dir.rstrip("/").rpartition("/")
         raw["name"] = name
         raw.setdefault("storage", {})["path"] = storage
-        budget = finite_number(RunFiles(run_dir).read_json(RUN_FILE).get("budget_s"))
+        budget = finite_number(files.read_json(RUN_FILE).get("budget_s"))
         if budget is not None:
             raw.setdefault("budget", {})["time"] = budget
         return ExperimentSpec.from_dict(raw)

@@ -35,13 +35,13 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
 from test_tuner import _toml, tiny_spec  # noqa: E402
 
+from analysis.load import FINISHED_STATES  # noqa: E402
 from trainables import metrics as M  # noqa: E402
 from trainables import run_files  # noqa: E402
 
 TRIALS = 4
 EPOCHS = 3
 NAME = "tiny"
-FINISHED_STATES = ("finished", "budget_exhausted")
 
 
 # --------------------------------------------------------------------------- observing

@@ -37,7 +37,7 @@ class Blocked:
 sys.meta_path.insert(0, Blocked())
 import torch
 model = torch.export.load(sys.argv[1]).module()
-x = torch.load(sys.argv[2])
+x = torch.load(sys.argv[2], weights_only=True)
 torch.save(model(x).detach(), sys.argv[3])
 """
 
@@ -77,7 +77,7 @@ def test_an_exported_program_loads_without_this_package(
                            str(tmp_path / "x.pt"), str(tmp_path / "y.pt")],
                           capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-2000:]
-    logits = torch.load(tmp_path / "y.pt")
+    logits = torch.load(tmp_path / "y.pt", weights_only=True)
     assert logits.shape == (5, 10)
     # the program is the best checkpoint's model, in eval mode
     model, _ = load_best_model(best_checkpoint(next(run_dir.glob("trial_aaaa0001*"))))
