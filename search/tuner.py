@@ -21,7 +21,7 @@ from typing import Any
 import tomllib
 from ray import tune
 
-from analysis.load import load_run
+from analysis.load import FINISHED_STATES, load_run
 from analysis.spend import busy_seconds, training_spans
 from search.budget import BudgetClock, BudgetGate
 from search.cluster import TrialResources, check_resources, local_gpu_memory, start_ray
@@ -414,7 +414,7 @@ def resume_search(run_dir: str, *, address: str | None = None,
     spec = load_run_spec(run_dir)
     files = RunFiles(run_dir)
     state = run_record(run_dir, spec)
-    if state["state"] in ("finished", "budget_exhausted"):
+    if state["state"] in FINISHED_STATES:
         raise ConfigError(f"RUN_DIR: {run_dir!r} is not allowed; that search already "
                           f"{state['state'].replace('_', ' ')} (start a new one with run)")
     _check_optuna_url(spec, resuming=True)
