@@ -109,12 +109,14 @@ class Space:
             for u in points:
                 c = self.from_unit(u)
                 out.setdefault(c.key, c)
-        for params in self._enumerate():
+        for params in self.every_configuration():
             c = self.candidate(params)
             out.setdefault(c.key, c)
         return list(out.values())
 
-    def _enumerate(self) -> list[dict[str, Any]]:
+    def every_configuration(self) -> list[dict[str, Any]]:
+        """Every configuration of a finite space of at most ENUMERATE_UP_TO points; [] for a
+        space with a float range or a larger one (its candidates are a sample)."""
         try:
             size = math.prod(len(p.grid_values()) for p in self.params)
         except ConfigError:
@@ -233,7 +235,7 @@ class CostAwareProposer:
     def used_up(self, situation: Situation) -> bool:
         """Whether every configuration of a finite space has been tried (False for spaces
         with a float range: their candidates are a sample)."""
-        finite = self.space._enumerate()
+        finite = self.space.every_configuration()
         return bool(finite) and all(self.space.candidate(p).key in situation.tried
                                     for p in finite)
 
