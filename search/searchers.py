@@ -290,7 +290,7 @@ class FidelityAwareOptunaSearch(OptunaSearch):
         it; None (wait, or end) when there is none."""
         if self._pool is None:
             self._pool = self._view.pool(self._pool_seed)
-        tried = {_key(t.params) for t in self._ot_study.get_trials(deepcopy=False)}
+        tried = {_key(t.params) for t in self._ot_study.get_trials(deepcopy=False) if _trained(t)}
         fresh = next((c for c in self._pool
                       if _key(c.params) not in tried and self._gate.can_finish(c.config)), None)
         if fresh is None:
@@ -302,7 +302,8 @@ class FidelityAwareOptunaSearch(OptunaSearch):
 
     def _every_configuration_tried(self) -> bool:
         trials = self._ot_study.get_trials(deepcopy=False)
-        return space_exhausted(self._space, [t.params for t in trials if t.state != TrialState.WAITING])
+        return space_exhausted(self._space, [t.params for t in trials if t.state != TrialState.WAITING
+                                             and t.user_attrs.get(NOT_TRAINED) != LOST])
 
 
 def _searched(params: dict[str, Any], view: Space) -> dict[str, Any]:
@@ -336,10 +337,15 @@ def space_exhausted(space: DefineByRunSpace | SpaceConfig, tried: list[dict[str,
     return len(seen) >= size
 
 
+def _trained(trial: FrozenTrial) -> bool:
+    """Whether a study trial was trained or is training (asked, and not told "not trained")."""
+    return trial.state != TrialState.WAITING and NOT_TRAINED not in trial.user_attrs
+
+
 def _twin(study: optuna.Study, trial: optuna.Trial) -> FrozenTrial | None:
-    """An earlier trial of the study with exactly `trial`'s parameters, if any."""
+    """An earlier trained (or training) trial of the study with exactly `trial`'s parameters."""
     return next((other for other in study.get_trials(deepcopy=False)
-                 if other.number != trial.number and other.state != TrialState.WAITING
+                 if other.number != trial.number and _trained(other)
                  and other.params == trial.params), None)
 
 
