@@ -114,8 +114,7 @@ class FidelityAwareOptunaSearch(OptunaSearch):
         super().__init__(*args, **kwargs)
         self._run_dir = run_dir  # where a RunJournal lives: re-pointed on resume
         self._reconcile = False  # on the first suggestion after a restore: close lost trials
-        self._pool: list[Candidate] | None = None  # the fallback after MAX_RESAMPLES twins
-        self._pool_seed = pool_seed
+        self._pool_seed = pool_seed  # the fallback's pool, after MAX_RESAMPLES unusable draws
         self._view = space_view
         self._gate = gate
         self._slots = max(1, slots)
@@ -288,10 +287,8 @@ class FidelityAwareOptunaSearch(OptunaSearch):
         """The sampler keeps proposing what was tried (or cannot finish): the first untried
         configuration of the space's pool that can finish, enqueued so that Optuna records
         it; None (wait, or end) when there is none."""
-        if self._pool is None:
-            self._pool = self._view.pool(self._pool_seed)
         tried = {_key(t.params) for t in self._ot_study.get_trials(deepcopy=False) if _trained(t)}
-        fresh = next((c for c in self._pool
+        fresh = next((c for c in self._view.pool(self._pool_seed)  # rare: not kept (nor pickled)
                       if _key(c.params) not in tried and self._gate.can_finish(c.config)), None)
         if fresh is None:
             return None
