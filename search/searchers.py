@@ -1,6 +1,6 @@
 """Optuna searchers over the WRN space, wired into Ray Tune.
 
-Four things here are not Ray's defaults, on purpose:
+Several things here are not Ray's defaults, on purpose:
 - The space is define-by-run (a picklable callable object, so Ray can checkpoint the
   searcher): `train_steps` is only sampled when the method is PGD.
 - Ray's OptunaSearch tells Optuna that an early-stopped trial COMPLETED with its
@@ -14,10 +14,11 @@ Four things here are not Ray's defaults, on purpose:
   `not_trained` (why), and the sampler draws again. The study then lists exactly the
   trained trials as COMPLETE or PRUNED (optuna-dashboard shows what ran), and the sampler
   learns a point's value once, from the trial that trained it: a FAIL trial is no evidence
-  to TPE, NSGA-II or the grid's bookkeeping beyond "visited". After MAX_RESAMPLES twins in a
-  row the searcher stops asking the sampler and enqueues an untried configuration of the
-  space's pool itself (space-filling order), so a sampler that insists on seen points
-  costs draws, never a training. Once a finite space is used up, the search ends.
+  to TPE, NSGA-II or the grid's bookkeeping beyond "visited". After MAX_RESAMPLES unusable
+  draws in a row (twins, or too costly for the budget left) the searcher stops asking the
+  sampler and enqueues an untried configuration of the space's pool itself (space-filling
+  order), so a sampler that insists on seen points costs draws, never a training. Once a
+  finite space is used up, the search ends.
 - A trial whose predicted full training does not fit in the budget left is not started
   (`search.budget`): it is told FAIL with `not_trained` saying so, the sampler draws again,
   and when nothing fits the searcher waits for running trials (their epochs refine the
@@ -283,13 +284,18 @@ class FidelityAwareOptunaSearch(OptunaSearch):
             ot_trial.set_user_attr(NOT_TRAINED, f"a repeat of trial {twin.number}'s configuration")
         self._ot_study.tell(ot_trial, state=TrialState.FAIL)
 
-    def _from_pool(self, trial_id: str) -> dict | None:
+    def _from_pool(self, trial_id: str) -> dict | str | None:
         """The sampler keeps proposing what was tried (or cannot finish): the first untried
         configuration of the space's pool that can finish, enqueued so that Optuna records
-        it; None (wait, or end) when there is none."""
+        it; None (wait, or end) when none can finish; FINISHED when the pool, which holds
+        every configuration of a finite space (a conditional one too), is all tried."""
         tried = {_key(t.params) for t in self._ot_study.get_trials(deepcopy=False) if _trained(t)}
-        fresh = next((c for c in self._view.pool(self._pool_seed)  # rare: not kept (nor pickled)
-                      if _key(c.params) not in tried and self._gate.can_finish(c.config)), None)
+        untried = [c for c in self._view.pool(self._pool_seed)  # rare: not kept (nor pickled)
+                   if _key(c.params) not in tried]
+        if not untried:
+            self._ended = "space"
+            return Searcher.FINISHED
+        fresh = next((c for c in untried if self._gate.can_finish(c.config)), None)
         if fresh is None:
             return None
         self._ot_study.enqueue_trial(fresh.params)

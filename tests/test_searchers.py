@@ -241,3 +241,17 @@ def test_the_searcher_learns_costs_from_results_and_survives_a_save(tmp_path) ->
     assert fresh._gate.clock is fresh_clock and fresh._gate.clock is not live  # noqa: SLF001
     assert fresh._gate.cost.measured == 1  # noqa: SLF001
     assert "a" in fresh._records  # noqa: SLF001
+
+
+def test_a_used_up_conditional_space_finishes_instead_of_training_a_repeat() -> None:
+    # FGSM takes no train_steps: the product of the lists overcounts, so only the pool can tell
+    space = {"depth": [10], "width": [1], "train_eps": "8/255", "train_steps": [1, 2],
+             "method": ["pgd", "fgsm-rs"]}
+    searcher = _searcher(space=space, searcher={"kind": "random", "seed": 0})
+    seen = []
+    for i in range(3):
+        config = searcher.suggest(str(i))
+        seen.append((config[M.METHOD], config.get(M.TRAIN_STEPS)))
+        searcher.on_trial_complete(str(i), _result(3))
+    assert sorted(seen, key=str) == [("fgsm-rs", None), ("pgd", 1), ("pgd", 2)]
+    assert searcher.suggest("3") == Searcher.FINISHED and searcher.ended == "space"
