@@ -166,6 +166,9 @@ class FidelityAwareOptunaSearch(OptunaSearch):
         storage = self._ot_study._storage  # noqa: SLF001
         for t in self._ot_study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
             if t.number not in known:
+                if "grid_id" in t.system_attrs:  # a finished trial's grid point counts as
+                    # visited: free it, so that the grid proposes it again
+                    storage.set_trial_system_attr(t._trial_id, "grid_id", -1)  # noqa: SLF001
                 storage.set_trial_user_attr(t._trial_id, NOT_TRAINED, LOST)  # noqa: SLF001
                 storage.set_trial_state_values(t._trial_id, TrialState.FAIL)  # noqa: SLF001
 
@@ -363,7 +366,18 @@ def _sampler(spec: ExperimentSpec) -> optuna.samplers.BaseSampler:
     if s.kind in ("random", "cost-ehvi"):  # cost-ehvi enqueues every trial's values itself
         return optuna.samplers.RandomSampler(seed=s.seed)
     grid = {p.name: p.grid_values() for p in spec.space.params if p.kind != "fixed"}
-    return optuna.samplers.GridSampler(grid, seed=s.seed)
+    return _GridSampler(grid, seed=s.seed)
+
+
+class _GridSampler(optuna.samplers.GridSampler):
+    """Optuna's grid sampler, except that it does not stop the study when its grid is used up:
+    `Study.stop` raises outside `study.optimize` (Ray asks and tells), after the trial is
+    stored but before the searcher goes on. The searcher ends the search itself
+    (`_every_configuration_tried`, `num_trials`)."""
+
+    def after_trial(self, study: optuna.Study, trial: FrozenTrial, state: TrialState,
+                    values: Any) -> None:
+        return None
 
 
 class SpecStorage(optuna.storages.RDBStorage):

@@ -174,3 +174,30 @@ def test_a_real_search_leaves_a_journal_of_exactly_its_trained_trials(tmp_path: 
     studies = dashboard_get(journal, "/api/studies")["study_summaries"]
     assert [s["study_name"] for s in studies] == [record["study"]]
     assert f"optuna-dashboard {journal}" in status_text(run_dir)
+
+
+def test_a_grid_point_lost_with_the_driver_is_trained_after_resume(tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    searcher = _searcher(run_dir, searcher={"kind": "grid", "seed": 0})
+    as_built = pickle.dumps(searcher)
+    first = searcher.suggest("a")
+    state = tmp_path / "searcher-state.pkl"
+    searcher.save(str(state))
+    lost = searcher.suggest("b")  # asked after the checkpoint: lost with the driver
+    resumed = pickle.loads(as_built)
+    resumed.attach_run(str(run_dir))
+    resumed.restore(str(state))
+    resumed.on_trial_complete("a", _result(3))
+    trained = [_key(first)]
+    for i in range(8):
+        config = resumed.suggest(f"r{i}")
+        if not isinstance(config, dict):
+            break
+        trained.append(_key(config))
+        resumed.on_trial_complete(f"r{i}", _result(3))
+    assert resumed.suggest("end") == "FINISHED" and resumed.ended == "space"
+    assert sorted(trained) == [(10, 1), (10, 2), (16, 1), (16, 2)] and _key(lost) in trained
+    # The grid proposed the freed point in its turn: the only repeats are the two draws that
+    # found the grid used up (a lost point left visited costs random redraws of seen ones).
+    trials = resumed._ot_study.trials  # noqa: SLF001
+    assert sum(TWIN_OF in t.user_attrs for t in trials) == 2
