@@ -109,6 +109,11 @@ class FidelityAwareOptunaSearch(OptunaSearch):
     sampler proposes and the budget gate only filters.
     """
 
+    # Defaults for a searcher pickled before these existed (a run resumed after an upgrade).
+    _run_dir: str | None = None
+    _reconcile: bool = False
+    _pool_seed: int = 0
+
     def __init__(self, *args: Any, space_view: Space, gate: BudgetGate, slots: int = 1,
                  proposer: CostAwareProposer | None = None, run_dir: str | None = None,
                  pool_seed: int = 0, **kwargs: Any) -> None:
