@@ -153,7 +153,7 @@ class FidelityAwareOptunaSearch(OptunaSearch):
         """Where the study is, for run.json: its name and storage (the journal's path inside
         the run folder, the database URL as the spec wrote it, password masked, or "memory")."""
         if isinstance(self._storage, RunJournal):
-            where = f"{DRIVER_DIR}/{OPTUNA_JOURNAL}"
+            where = JOURNAL_IN_RUN
         elif isinstance(self._storage, SpecStorage):
             where = self._storage.optuna_url
         else:
@@ -426,9 +426,12 @@ class RunJournal(optuna.storages.JournalStorage):
             RunJournal.__init__(self, run_dir)  # a fresh backend and replay of that file
 
 
+JOURNAL_IN_RUN = f"{DRIVER_DIR}/{OPTUNA_JOURNAL}"  # the journal's path inside a run folder
+
+
 def journal_path(run_dir: str) -> str:
     """The study's journal file in a (local) run folder."""
-    return os.path.join(run_dir, DRIVER_DIR, OPTUNA_JOURNAL)
+    return os.path.join(run_dir, JOURNAL_IN_RUN)
 
 
 def study_storage(spec: ExperimentSpec, run_dir: str | None) -> optuna.storages.BaseStorage | None:

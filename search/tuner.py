@@ -30,6 +30,7 @@ from search.proposer import Space
 from search.recorder import RunRecorder, new_run_state
 from search.schedulers import build_scheduler, milestones
 from search.searchers import (
+    JOURNAL_IN_RUN,
     FidelityAwareOptunaSearch,
     build_searcher,
     journal_path,
@@ -42,7 +43,6 @@ from trainables.config import RAY_TRIAL_KEY, ConfigError, not_a_run, trial_from_
 from trainables.formats import mask_secrets
 from trainables.run_files import (
     DRIVER_DIR,
-    OPTUNA_JOURNAL,
     PARAMS_FILE,
     RUN_FILE,
     SPEC_JSON,
@@ -338,7 +338,7 @@ def _check_journal(run_dir: str, record: dict[str, Any]) -> None:
     """A study kept in the run folder's journal must still be there: the searcher's memory of
     what was tried is in it (its pickled state holds only the file's name)."""
     study = record.get("optuna")
-    if not isinstance(study, dict) or study.get("storage") != f"{DRIVER_DIR}/{OPTUNA_JOURNAL}":
+    if not isinstance(study, dict) or study.get("storage") != JOURNAL_IN_RUN:
         return
     where = journal_path(run_dir.removeprefix("file://"))
     if not os.path.isfile(where):

@@ -21,7 +21,15 @@ from test_spec import VALID
 from test_tuner import local_ray, tiny_spec  # noqa: F401  (local_ray: a fixture)
 
 from analysis.status import status_text
-from search.searchers import LOST, NOT_TRAINED, TWIN_OF, build_searcher, journal_path, study_storage
+from search.searchers import (
+    JOURNAL_IN_RUN,
+    LOST,
+    NOT_TRAINED,
+    TWIN_OF,
+    build_searcher,
+    journal_path,
+    study_storage,
+)
 from search.spec import ExperimentSpec
 from search.tuner import _check_journal, run_search
 from trainables import metrics as M
@@ -83,8 +91,7 @@ def test_the_study_is_a_journal_in_the_run_folder_that_another_process_and_the_d
     journal = run_dir / run_files.DRIVER_DIR / run_files.OPTUNA_JOURNAL
     assert journal.is_file() and str(journal) == journal_path(str(run_dir))
     record = searcher.study_record()
-    assert record == {"study": searcher._study_name,  # noqa: SLF001
-                      "storage": f"{run_files.DRIVER_DIR}/{run_files.OPTUNA_JOURNAL}"}
+    assert record == {"study": searcher._study_name, "storage": JOURNAL_IN_RUN}  # noqa: SLF001
 
     trials = read_study(journal, record["study"])
     ran = [t for t in trials if t["state"] in ("COMPLETE", "PRUNED")]
@@ -146,7 +153,7 @@ def test_a_run_on_object_storage_keeps_the_study_in_memory_and_says_so(
 
 
 def test_resume_refuses_a_run_whose_journal_is_gone(tmp_path: Path) -> None:
-    record = {"optuna": {"study": "t-1", "storage": f"{run_files.DRIVER_DIR}/{run_files.OPTUNA_JOURNAL}"}}
+    record = {"optuna": {"study": "t-1", "storage": JOURNAL_IN_RUN}}
     with pytest.raises(ConfigError, match=r"^RUN_DIR: .*optuna.journal is missing"):
         _check_journal(str(tmp_path), record)
     _check_journal(str(tmp_path), {"optuna": {"study": "t-1", "storage": "memory"}})
