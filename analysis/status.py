@@ -8,6 +8,15 @@ from analysis.load import STATUSES, load_run
 from analysis.pareto import front
 from analysis.spend import unfinished_spend
 from trainables import formats, metrics
+from trainables.run_files import OPTUNA_JOURNAL
+
+
+def study_line(run_dir: Path, study: dict) -> str:
+    """Where the run's Optuna study is (run.json's "optuna"), and how to watch a journal."""
+    where = str(study.get("storage", "unknown storage"))
+    if where.endswith(OPTUNA_JOURNAL):
+        return f"optuna study {study['study']}: watch it with `optuna-dashboard {run_dir / where}`"
+    return f"optuna study {study['study']} in {where}"
 
 
 def status_text(run_dir: Path) -> str:
@@ -25,6 +34,9 @@ def status_text(run_dir: Path) -> str:
         span = formats.duration
         lines.append(f"budget: {span(used)} used of {span(budget)} ({span(budget - used)} left), "
                      f"resumed {state.get('resumes', 0)} times")
+    study = state.get("optuna")
+    if isinstance(study, dict) and isinstance(study.get("study"), str):
+        lines.append(study_line(Path(run_dir), study))
     recovered = run.recovered
     lines.append("trials: " + ", ".join(f"{int(counts.get(s, 0))} {s}" for s in STATUSES)
                  + (f", {len(run.unreadable)} unreadable" if run.unreadable else "")

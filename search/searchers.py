@@ -1,6 +1,6 @@
 """Optuna searchers over the WRN space, wired into Ray Tune.
 
-Four things here are not Ray's defaults, on purpose:
+Several things here are not Ray's defaults, on purpose:
 - The space is define-by-run (a picklable callable object, so Ray can checkpoint the
   searcher): `train_steps` is only sampled when the method is PGD.
 - Ray's OptunaSearch tells Optuna that an early-stopped trial COMPLETED with its
@@ -9,11 +9,24 @@ Four things here are not Ray's defaults, on purpose:
   so the searcher learns only from full-fidelity results.
 - Optuna's samplers repeat points of a discrete space, and every trial trains with the
   spec's seed, so a repeat is the same training twice (benchmarks/search_efficiency.py
-  measured 4 full runs of one configuration in a 16-point space). A repeat is told the
-  twin's outcome and sampled again; once a finite space is used up, the search ends.
+  measured 4 full runs of one configuration in a 16-point space). A repeat (a "twin") is
+  never trained: it is told FAIL with user attrs `twin_of` (the earlier trial's number) and
+  `not_trained` (why), and the sampler draws again. The study then lists exactly the
+  trained trials as COMPLETE or PRUNED (optuna-dashboard shows what ran), and the sampler
+  learns a point's value once, from the trial that trained it: a FAIL trial is no evidence
+  to TPE, NSGA-II or the grid's bookkeeping beyond "visited". After MAX_RESAMPLES unusable
+  draws in a row (twins, or too costly for the budget left) the searcher stops asking the
+  sampler and enqueues an untried configuration of the space's pool itself (space-filling
+  order), so a sampler that insists on seen points costs draws, never a training. Once a
+  finite space is used up, the search ends.
 - A trial whose predicted full training does not fit in the budget left is not started
-  (`search.budget`): the sampler draws again, and when nothing fits the searcher waits for
-  running trials (their epochs refine the cost model), then ends.
+  (`search.budget`): it is told FAIL with `not_trained` saying so, the sampler draws again,
+  and when nothing fits the searcher waits for running trials (their epochs refine the
+  cost model), then ends.
+- The study is kept where a person can watch it: the spec's `storage.optuna_url`, else a
+  journal file in the run folder (`RunJournal`), which `optuna-dashboard` opens. A run on
+  object storage keeps it in memory (a journal needs a local file and a file lock); it is
+  pickled with the searcher either way, so `resume` continues it.
 - The default kind, `cost-ehvi`, does not sample at all: `search.proposer` picks each
   configuration by expected hypervolume gain per predicted second, after an initial design
   that pins the front's ends cheaply, and Optuna records what it picked.
@@ -21,6 +34,8 @@ Four things here are not Ray's defaults, on purpose:
 
 from __future__ import annotations
 
+import logging
+import os
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
@@ -38,10 +53,20 @@ from search.spec import ExperimentSpec, SpaceConfig, resolve_optuna_url
 from trainables import metrics as M
 from trainables.config import ConfigError
 from trainables.formats import mask_url
+from trainables.run_files import DRIVER_DIR, OPTUNA_JOURNAL
+
+log = logging.getLogger(__name__)
 
 # What the searcher optimises: the best-checkpoint robust accuracy (the model a user keeps)
 # against the parameter count.
 OBJECTIVES: tuple[tuple[str, str], ...] = ((M.BEST_VAL_ROBUST_ACC, "max"), (M.PARAMS, "min"))
+
+# User attrs of a study trial that was never trained (told FAIL): why, and for a repeat of an
+# earlier configuration, that trial's number.
+NOT_TRAINED = "not_trained"
+TWIN_OF = "twin_of"
+NO_TIME = "cannot finish in the remaining budget"
+LOST = "asked before the driver stopped, never recorded by the searcher"
 
 
 class DefineByRunSpace:
@@ -84,9 +109,18 @@ class FidelityAwareOptunaSearch(OptunaSearch):
     sampler proposes and the budget gate only filters.
     """
 
+    # Defaults for a searcher pickled before these existed (a run resumed after an upgrade).
+    _run_dir: str | None = None
+    _reconcile: bool = False
+    _pool_seed: int = 0
+
     def __init__(self, *args: Any, space_view: Space, gate: BudgetGate, slots: int = 1,
-                 proposer: CostAwareProposer | None = None, **kwargs: Any) -> None:
+                 proposer: CostAwareProposer | None = None, run_dir: str | None = None,
+                 pool_seed: int = 0, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        self._run_dir = run_dir  # where a RunJournal lives: re-pointed on resume
+        self._reconcile = False  # on the first suggestion after a restore: close lost trials
+        self._pool_seed = pool_seed  # the fallback's pool, after MAX_RESAMPLES unusable draws
         self._view = space_view
         self._gate = gate
         self._slots = max(1, slots)
@@ -99,11 +133,49 @@ class FidelityAwareOptunaSearch(OptunaSearch):
     def restore(self, checkpoint_path: str) -> None:
         """Ray's restore replaces the whole state; the live budget gate (and its clock, shared
         with the recorder and the scheduler) is kept."""
-        gate = self._gate
+        gate, run_dir = self._gate, self._run_dir
         super().restore(checkpoint_path)
         if gate is not None:
             gate.cost = self._gate.cost  # what was learned about the cluster's speed
             self._gate = gate
+        if run_dir is not None:
+            self.attach_run(run_dir)  # the restored journal names the folder it was saved in
+        self._reconcile = True
+
+    def attach_run(self, run_dir: str) -> None:
+        """Keep the study's journal in the run folder where it is now (it may have moved since
+        the searcher was pickled)."""
+        self._run_dir = run_dir
+        if isinstance(self._storage, RunJournal):
+            self._storage.attach(run_dir)
+
+    def study_record(self) -> dict[str, str]:
+        """Where the study is, for run.json: its name and storage (the journal's path inside
+        the run folder, the database URL as the spec wrote it, password masked, or "memory")."""
+        if isinstance(self._storage, RunJournal):
+            where = JOURNAL_IN_RUN
+        elif isinstance(self._storage, SpecStorage):
+            where = self._storage.optuna_url
+        else:
+            where = "memory"
+        return {"study": self._study_name, "storage": where}
+
+    def _close_lost_trials(self) -> None:
+        """A persistent study outlives the searcher's last checkpoint: trials asked after it
+        are unknown to the restored searcher and to Ray, and would stay RUNNING (and count as
+        tried) for ever. They were never trained: tell them FAIL, saying so."""
+        self._reconcile = False
+        if self._ot_study is None:
+            return
+        known = {t.number for t in self._ot_trials.values()}
+        storage = self._ot_study._storage  # noqa: SLF001
+        for t in self._ot_study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+            if t.number not in known:
+                if "grid_id" in t.system_attrs:  # a finished trial's grid point counts as
+                    # visited: free it, so that the grid proposes it again
+                    storage.set_trial_system_attr(t._trial_id, "grid_id", -1)  # noqa: SLF001
+                storage.set_trial_user_attr(t._trial_id, NOT_TRAINED, LOST)  # noqa: SLF001
+                storage.set_trial_state_values(t._trial_id, TrialState.FAIL)  # noqa: SLF001
 
     def attach_clock(self, clock: BudgetClock) -> None:
         """Hold trials to the run's live clock (shared with the recorder and the scheduler)."""
@@ -139,6 +211,8 @@ class FidelityAwareOptunaSearch(OptunaSearch):
 
     # ------------------------------------------------------------------ suggestions
     def suggest(self, trial_id: str) -> dict | str | None:
+        if self._reconcile:
+            self._close_lost_trials()
         idle = (sum(r.finished for r in self._records.values()), self._gate.cost.version)
         if self._idle == idle:
             return self._nothing_fits()  # nothing changed since nothing fit: do not redo it
@@ -191,43 +265,56 @@ class FidelityAwareOptunaSearch(OptunaSearch):
                          self._gate.clock.remaining_s, self._gate.clock.budget_s, self._slots)
 
     def _sampled(self, trial_id: str) -> dict | str | None:
-        """Optuna's proposal, drawn again while it repeats a configuration (the twin's outcome
-        is told) or cannot finish in the budget (told FAIL, with the reason)."""
-        params = super().suggest(trial_id)
+        """Optuna's proposal, drawn again while it repeats a configuration or cannot finish in
+        the budget (either is told FAIL, never trained; see the module docstring); after
+        MAX_RESAMPLES such draws, an untried configuration of the pool instead."""
         for _ in range(MAX_RESAMPLES):
-            ot_trial = self._ot_trials.get(trial_id)
-            twin = _twin(self._ot_study, ot_trial) if ot_trial is not None else None
+            params = super().suggest(trial_id)
+            twin = _twin(self._ot_study, self._ot_trials[trial_id])
             candidate = self._view.candidate(_searched(params, self._view))
             if twin is None and self._gate.can_finish(candidate.config):
                 self._records[trial_id] = _TrialRecord(candidate)
                 return params
-            if twin is None:  # it would not finish: no information about its value
-                ot_trial.set_user_attr("not_started", "cannot finish in the remaining budget")
-                self._ot_study.tell(ot_trial, state=TrialState.FAIL)
-            elif twin.state == TrialState.COMPLETE:
-                # Seen before: it would train to the same numbers. Optuna hears what the
-                # twin got (or FAIL, "no information", while the twin still runs).
-                self._ot_study.tell(ot_trial, twin.values)
-            else:
-                self._ot_study.tell(ot_trial, state=TrialState.PRUNED
-                                    if twin.state == TrialState.PRUNED else TrialState.FAIL)
-            del self._ot_trials[trial_id]
+            self._not_trained(trial_id, twin)
             if self._every_configuration_tried():  # tried, or unable to finish in time
                 self._ended = "space"
                 return Searcher.FINISHED
-            params = super().suggest(trial_id)
-        candidate = self._view.candidate(_searched(params, self._view))
-        if not self._gate.can_finish(candidate.config):
-            ot_trial = self._ot_trials.pop(trial_id)
-            ot_trial.set_user_attr("not_started", "cannot finish in the remaining budget")
-            self._ot_study.tell(ot_trial, state=TrialState.FAIL)
+        return self._from_pool(trial_id)
+
+    def _not_trained(self, trial_id: str, twin: FrozenTrial | None) -> None:
+        """Tell Optuna that the trial just asked for `trial_id` will not be trained: a repeat
+        of `twin`, or (None) one that cannot finish in the budget left."""
+        ot_trial = self._ot_trials.pop(trial_id)
+        if twin is None:
+            ot_trial.set_user_attr(NOT_TRAINED, NO_TIME)
+        else:
+            ot_trial.set_user_attr(TWIN_OF, twin.number)
+            ot_trial.set_user_attr(NOT_TRAINED, f"a repeat of trial {twin.number}'s configuration")
+        self._ot_study.tell(ot_trial, state=TrialState.FAIL)
+
+    def _from_pool(self, trial_id: str) -> dict | str | None:
+        """The sampler keeps proposing what was tried (or cannot finish): the first untried
+        configuration of the space's pool that can finish, enqueued so that Optuna records
+        it; None (wait, or end) when none can finish; FINISHED when the pool, which holds
+        every configuration of a finite space (a conditional one too), is all tried."""
+        tried = {_key(t.params) for t in self._ot_study.get_trials(deepcopy=False) if _trained(t)}
+        untried = [c for c in self._view.pool(self._pool_seed)  # rare: not kept (nor pickled)
+                   if _key(c.params) not in tried]
+        if not untried:
+            self._ended = "space"
+            return Searcher.FINISHED
+        fresh = next((c for c in untried if self._gate.can_finish(c.config)), None)
+        if fresh is None:
             return None
-        self._records[trial_id] = _TrialRecord(candidate)
-        return params  # the sampler insists on seen points: let it repeat one
+        self._ot_study.enqueue_trial(fresh.params)
+        params = super().suggest(trial_id)
+        self._records[trial_id] = _TrialRecord(fresh)
+        return params
 
     def _every_configuration_tried(self) -> bool:
         trials = self._ot_study.get_trials(deepcopy=False)
-        return space_exhausted(self._space, [t.params for t in trials if t.state != TrialState.WAITING])
+        return space_exhausted(self._space, [t.params for t in trials if t.state != TrialState.WAITING
+                                             and t.user_attrs.get(NOT_TRAINED) != LOST])
 
 
 def _searched(params: dict[str, Any], view: Space) -> dict[str, Any]:
@@ -236,7 +323,12 @@ def _searched(params: dict[str, Any], view: Space) -> dict[str, Any]:
     return {k: v for k, v in params.items() if k in names}
 
 
-MAX_RESAMPLES = 32  # samples per suggestion before a repeat is allowed
+MAX_RESAMPLES = 32  # samples per suggestion before the pool's untried configurations are used
+
+
+def _key(params: dict[str, Any]) -> tuple[Any, ...]:
+    """A configuration's identity, as `Candidate.key` (the searched parameters, sorted)."""
+    return tuple(sorted(params.items()))
 
 
 def space_exhausted(space: DefineByRunSpace | SpaceConfig, tried: list[dict[str, Any]]) -> bool:
@@ -256,10 +348,15 @@ def space_exhausted(space: DefineByRunSpace | SpaceConfig, tried: list[dict[str,
     return len(seen) >= size
 
 
+def _trained(trial: FrozenTrial) -> bool:
+    """Whether a study trial was trained or is training (asked, and not told "not trained")."""
+    return trial.state != TrialState.WAITING and NOT_TRAINED not in trial.user_attrs
+
+
 def _twin(study: optuna.Study, trial: optuna.Trial) -> FrozenTrial | None:
-    """An earlier trial of the study with exactly `trial`'s parameters, if any."""
+    """An earlier trained (or training) trial of the study with exactly `trial`'s parameters."""
     return next((other for other in study.get_trials(deepcopy=False)
-                 if other.number != trial.number and other.state != TrialState.WAITING
+                 if other.number != trial.number and _trained(other)
                  and other.params == trial.params), None)
 
 
@@ -274,7 +371,18 @@ def _sampler(spec: ExperimentSpec) -> optuna.samplers.BaseSampler:
     if s.kind in ("random", "cost-ehvi"):  # cost-ehvi enqueues every trial's values itself
         return optuna.samplers.RandomSampler(seed=s.seed)
     grid = {p.name: p.grid_values() for p in spec.space.params if p.kind != "fixed"}
-    return optuna.samplers.GridSampler(grid, seed=s.seed)
+    return _GridSampler(grid, seed=s.seed)
+
+
+class _GridSampler(optuna.samplers.GridSampler):
+    """Optuna's grid sampler, except that it does not stop the study when its grid is used up:
+    `Study.stop` raises outside `study.optimize` (Ray asks and tells), after the trial is
+    stored but before the searcher goes on. The searcher ends the search itself
+    (`_every_configuration_tried`, `num_trials`)."""
+
+    def after_trial(self, study: optuna.Study, trial: FrozenTrial, state: TrialState,
+                    values: Any) -> None:
+        return None
 
 
 class SpecStorage(optuna.storages.RDBStorage):
@@ -295,6 +403,51 @@ class SpecStorage(optuna.storages.RDBStorage):
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         super().__setstate__({**state, "url": resolve_optuna_url(state["optuna_url"])})
+
+
+class RunJournal(optuna.storages.JournalStorage):
+    """The study as an Optuna journal file in the run folder (DRIVER_DIR/OPTUNA_JOURNAL):
+    what `optuna-dashboard <file>` and `optuna.load_study` open, with or without Ray.
+
+    Only the driver writes it (Ray runs the searcher there), so the journal backend's file
+    lock is all the locking needed. Pickled with the searcher (tuner.pkl, searcher-state-*.pkl),
+    it keeps only the file's path and reads the file again when next used; `attach` points it
+    at the run folder where it is now, since a resumed run may have moved.
+    """
+
+    def __init__(self, run_dir: str) -> None:
+        self.path = journal_path(run_dir)
+        os.makedirs(os.path.dirname(self.path), exist_ok=True)
+        super().__init__(optuna.storages.journal.JournalFileBackend(self.path))
+
+    def attach(self, run_dir: str) -> None:
+        """Read and write the journal of `run_dir` from now on."""
+        if journal_path(run_dir) != self.path or not os.path.exists(self.path):
+            RunJournal.__init__(self, run_dir)  # a fresh backend and replay of that file
+
+
+JOURNAL_IN_RUN = f"{DRIVER_DIR}/{OPTUNA_JOURNAL}"  # the journal's path inside a run folder
+
+
+def journal_path(run_dir: str) -> str:
+    """The study's journal file in a (local) run folder."""
+    return os.path.join(run_dir, JOURNAL_IN_RUN)
+
+
+def study_storage(spec: ExperimentSpec, run_dir: str | None) -> optuna.storages.BaseStorage | None:
+    """Where the study lives: the spec's `storage.optuna_url` when set; else the journal in
+    a local run folder; else (no run folder, or one on object storage, where a journal file
+    and its lock cannot live) in memory, pickled with the searcher."""
+    if spec.storage.optuna_url is not None:
+        return _storage(spec.storage.optuna_url)
+    if run_dir is None:
+        return None
+    if "://" in run_dir and not run_dir.startswith("file://"):
+        log.warning("the Optuna study stays in memory: a journal file cannot live on object storage "
+                    "(%s); set storage.optuna_url to a database to watch it with optuna-dashboard",
+                    run_dir)
+        return None
+    return RunJournal(run_dir.removeprefix("file://"))
 
 
 def _storage(url: str | None) -> optuna.storages.BaseStorage | None:
@@ -326,9 +479,11 @@ def default_gate(spec: ExperimentSpec, clock: BudgetClock | None = None) -> Budg
 
 
 def build_searcher(spec: ExperimentSpec, *, gate: BudgetGate | None = None,
-                   slots: int = 1) -> FidelityAwareOptunaSearch:
+                   slots: int = 1, run_dir: str | None = None) -> FidelityAwareOptunaSearch:
     """The spec's searcher. `gate` predicts costs and holds the budget (default: from the
-    spec); `slots` is how many trials run at once (the initial design's budget is per slot)."""
+    spec); `slots` is how many trials run at once (the initial design's budget is per slot);
+    `run_dir`, the run folder, holds the study's journal (`study_storage`; without it, and
+    without `storage.optuna_url`, the study is in memory)."""
     view = Space(spec.space, spec.base_trial())
     proposer = None
     if spec.searcher.kind == "cost-ehvi":
@@ -343,11 +498,13 @@ def build_searcher(spec: ExperimentSpec, *, gate: BudgetGate | None = None,
         mode=[d for _, d in OBJECTIVES],
         sampler=_sampler(spec),
         study_name=f"{spec.name}-{uuid.uuid4().hex[:8]}",
-        storage=_storage(spec.storage.optuna_url),
+        storage=study_storage(spec, run_dir),
         space_view=view,
         gate=gate or default_gate(spec),
         slots=slots,
         proposer=proposer,
+        run_dir=run_dir,
+        pool_seed=spec.searcher.seed,
     )
 
 

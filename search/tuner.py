@@ -29,7 +29,14 @@ from search.cost_model import GPU_PRIOR_FLOPS_PER_S, CostModel, measure_cpu_flop
 from search.proposer import Space
 from search.recorder import RunRecorder, new_run_state
 from search.schedulers import build_scheduler, milestones
-from search.searchers import FidelityAwareOptunaSearch, build_searcher, num_trials, space_exhausted
+from search.searchers import (
+    JOURNAL_IN_RUN,
+    FidelityAwareOptunaSearch,
+    build_searcher,
+    journal_path,
+    num_trials,
+    space_exhausted,
+)
 from search.spec import ExperimentSpec, has_password, resolve_optuna_url
 from trainables import metrics as M
 from trainables.config import RAY_TRIAL_KEY, ConfigError, not_a_run, trial_from_ray
@@ -178,7 +185,7 @@ def build_tuner(spec: ExperimentSpec, nodes: list[dict[str, float]],
                                 only_finishable=spec.budget.only_finishable)
     scheduler.attach(run_dir)
     tune_config = tune.TuneConfig(
-        search_alg=build_searcher(spec, gate=gate, slots=setup.slots),
+        search_alg=build_searcher(spec, gate=gate, slots=setup.slots, run_dir=run_dir),
         scheduler=scheduler,
         num_samples=num_trials(spec),
         max_concurrent_trials=spec.budget.max_concurrent,
@@ -221,8 +228,8 @@ def _searcher(tuner: tune.Tuner) -> FidelityAwareOptunaSearch | None:
 
 def _attach(tuner: tune.Tuner, run_dir: str, printer: Callable[[str], None] | None) -> None:
     """Point the recorder, the budget clock it shares with the searcher and the scheduler,
-    and the scheduler's decision record at the run folder where it is now (a resumed one
-    may have moved)."""
+    the scheduler's decision record and the study's journal at the run folder where it is
+    now (a resumed one may have moved)."""
     recorder = _recorder(tuner)
     recorder.attach(run_dir, printer)
     scheduler = _tune_config(tuner).scheduler
@@ -231,6 +238,7 @@ def _attach(tuner: tune.Tuner, run_dir: str, printer: Callable[[str], None] | No
     searcher = _searcher(tuner)
     if searcher is not None:
         searcher.attach_clock(recorder.clock)
+        searcher.attach_run(run_dir)
 
 
 def trial_over(metrics: dict[str, Any], errored: bool, ended: set[str]) -> bool:
@@ -305,8 +313,10 @@ def run_search(spec: ExperimentSpec, *, address: str | None = None,
     files.write_json(SPEC_JSON, spec.to_json())  # a database password masked
     if spec_text is not None:
         files.write_text(SPEC_TOML, mask_secrets(spec_text))
+    searcher = _searcher(tuner)
+    study = {"optuna": searcher.study_record()} if searcher is not None else {}
     files.write_json(RUN_FILE, {**new_run_state(spec.name, spec.budget.time),
-                                "plan": plan[0].to_json()})
+                                "plan": plan[0].to_json(), **study})
     _attach(tuner, run_dir, printer)
     return _finish(tuner, spec, run_dir)
 
@@ -322,6 +332,18 @@ def _check_optuna_url(spec: ExperimentSpec, resuming: bool) -> None:
         log.warning("storage.optuna_url holds a password: the run folder keeps it masked, so "
                     "`resume` cannot reopen the database; use optuna_url = \"env:NAME\" to "
                     "keep the URL in an environment variable")
+
+
+def _check_journal(run_dir: str, record: dict[str, Any]) -> None:
+    """A study kept in the run folder's journal must still be there: the searcher's memory of
+    what was tried is in it (its pickled state holds only the file's name)."""
+    study = record.get("optuna")
+    if not isinstance(study, dict) or study.get("storage") != JOURNAL_IN_RUN:
+        return
+    where = journal_path(run_dir.removeprefix("file://"))
+    if not os.path.isfile(where):
+        raise ConfigError(f"RUN_DIR: {run_dir!r} is not allowed; its Optuna study {where} is "
+                          "missing (the searcher continues from it: put it back to resume)")
 
 
 def load_run_spec(run_dir: str) -> ExperimentSpec:
@@ -418,6 +440,7 @@ def resume_search(run_dir: str, *, address: str | None = None,
         raise ConfigError(f"RUN_DIR: {run_dir!r} is not allowed; that search already "
                           f"{state['state'].replace('_', ' ')} (start a new one with run)")
     _check_optuna_url(spec, resuming=True)
+    _check_journal(run_dir, state)
     nodes = start_ray(address)
     check_resources(spec.resources.cpus_per_trial, spec.resources.gpus_per_trial, nodes)
     files.write_json(RUN_FILE, {**state, "state": "running",

@@ -7,9 +7,21 @@ import pytest
 from ray.tune.search import Searcher
 from test_spec import VALID
 
-from search.searchers import OBJECTIVES, build_searcher, num_trials, space_exhausted
+from search.searchers import (
+    MAX_RESAMPLES,
+    NO_TIME,
+    NOT_TRAINED,
+    OBJECTIVES,
+    TWIN_OF,
+    build_searcher,
+    num_trials,
+    space_exhausted,
+)
 from search.spec import ExperimentSpec
 from trainables import metrics as M
+
+COMPLETE, PRUNED, FAIL, RUNNING = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED,
+                                   optuna.trial.TrialState.FAIL, optuna.trial.TrialState.RUNNING)
 
 
 def _searcher(**changes: dict) -> object:
@@ -71,10 +83,44 @@ def test_a_finite_space_is_searched_without_repeats_then_the_searcher_finishes(k
         searcher.on_trial_complete(str(i), _result(3 if i % 2 else 1, acc=0.1 * i))
     assert sorted(seen) == [(10, 1), (10, 2), (16, 1), (16, 2)]
     assert searcher.suggest("4") == Searcher.FINISHED
-    # repeats were told to Optuna with their twin's outcome, so its model stays consistent
-    states = [t.state for t in searcher._ot_study.trials]  # noqa: SLF001
-    assert states.count(optuna.trial.TrialState.COMPLETE) >= 2
-    assert optuna.trial.TrialState.RUNNING not in states
+    # The study lists exactly the trained trials as COMPLETE (full) or PRUNED (stopped early);
+    # every repeat the sampler drew is FAIL, naming its twin, which is a trained trial.
+    trials = searcher._ot_study.trials  # noqa: SLF001
+    trained = [t for t in trials if NOT_TRAINED not in t.user_attrs]
+    assert [t.state for t in trained] == [COMPLETE if i % 2 else PRUNED for i in range(4)]
+    repeats = [t for t in trials if NOT_TRAINED in t.user_attrs]
+    assert all(t.state == FAIL for t in repeats)
+    numbers = {t.number for t in trained}
+    assert all(t.user_attrs[TWIN_OF] in numbers for t in repeats)
+    assert all(t.params == trials[t.user_attrs[TWIN_OF]].params for t in repeats)
+    assert RUNNING not in [t.state for t in trials]
+
+
+class _Stubborn(optuna.samplers.BaseSampler):
+    """A sampler that proposes every parameter's first choice (or lower bound) for ever."""
+
+    def infer_relative_search_space(self, study: object, trial: object) -> dict:
+        return {}
+
+    def sample_relative(self, study: object, trial: object, search_space: dict) -> dict:
+        return {}
+
+    def sample_independent(self, study: object, trial: object, name: str, dist: object) -> object:
+        choices = getattr(dist, "choices", None)
+        return choices[0] if choices else dist.low
+
+
+def test_a_sampler_that_insists_on_seen_points_gets_an_untried_one_not_a_repeat() -> None:
+    searcher = _searcher(space={**FOUR, "depth": [10, 16, 22]},
+                         searcher={"kind": "random", "seed": 0})
+    searcher._ot_study.sampler = _Stubborn()  # noqa: SLF001
+    first = searcher.suggest("a")
+    searcher.on_trial_complete("a", _result(3))
+    second = searcher.suggest("b")
+    assert _key(first) == (10, 1) and _key(second) != (10, 1)
+    trials = searcher._ot_study.trials  # noqa: SLF001
+    assert [t.state for t in trials].count(FAIL) == MAX_RESAMPLES
+    assert trials[-1].state == RUNNING and _key(trials[-1].params) == _key(second)
 
 
 def test_a_running_configuration_is_not_suggested_again() -> None:
@@ -156,7 +202,7 @@ def test_a_trial_that_cannot_finish_in_the_remaining_budget_is_not_started(kind:
     if kind != "cost-ehvi":  # the sampler's rejected draws are recorded, with the reason
         failed = [t for t in searcher._ot_study.trials  # noqa: SLF001
                   if t.state == optuna.trial.TrialState.FAIL]
-        assert all(t.user_attrs.get("not_started") for t in failed)
+        assert failed and all(t.user_attrs.get(NOT_TRAINED) == NO_TIME for t in failed)
 
 
 def test_while_trials_run_a_full_budget_waits_instead_of_ending() -> None:
@@ -195,3 +241,17 @@ def test_the_searcher_learns_costs_from_results_and_survives_a_save(tmp_path) ->
     assert fresh._gate.clock is fresh_clock and fresh._gate.clock is not live  # noqa: SLF001
     assert fresh._gate.cost.measured == 1  # noqa: SLF001
     assert "a" in fresh._records  # noqa: SLF001
+
+
+def test_a_used_up_conditional_space_finishes_instead_of_training_a_repeat() -> None:
+    # FGSM takes no train_steps: the product of the lists overcounts, so only the pool can tell
+    space = {"depth": [10], "width": [1], "train_eps": "8/255", "train_steps": [1, 2],
+             "method": ["pgd", "fgsm-rs"]}
+    searcher = _searcher(space=space, searcher={"kind": "random", "seed": 0})
+    seen = []
+    for i in range(3):
+        config = searcher.suggest(str(i))
+        seen.append((config[M.METHOD], config.get(M.TRAIN_STEPS)))
+        searcher.on_trial_complete(str(i), _result(3))
+    assert sorted(seen, key=str) == [("fgsm-rs", None), ("pgd", 1), ("pgd", 2)]
+    assert searcher.suggest("3") == Searcher.FINISHED and searcher.ended == "space"

@@ -108,6 +108,11 @@ def test_search_records_every_trial_and_survives_a_diverging_one(tmp_path: Path,
     assert outcome.state == "finished" and outcome.trials == 4 and outcome.errored == 1
     state = json.loads((run_dir / run_files.DRIVER_DIR / run_files.RUN_FILE).read_text())
     assert state["state"] == "finished" and state["elapsed_s"] < spec.budget.time
+    # The study, in the run folder's journal (tests/test_study_journal.py: what reads it)
+    journal = optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(
+        str(run_dir / state["optuna"]["storage"])))
+    study = optuna.load_study(study_name=state["optuna"]["study"], storage=journal)
+    assert sorted(t.state.name for t in study.trials) == ["COMPLETE"] * 3 + ["FAIL"]
 
     results = _results(run_dir)
     assert len(results) == 4
@@ -149,6 +154,7 @@ def test_search_records_every_trial_and_survives_a_diverging_one(tmp_path: Path,
     status = subprocess.run([sys.executable, "-m", "search.cli", "status", str(run_dir)],
                             capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert status.returncode == 0 and "3 complete, 0 stopped, 1 error" in status.stdout
+    assert f"optuna-dashboard {run_dir / state['optuna']['storage']}" in status.stdout
 
 
 class _Grid(list):

@@ -37,6 +37,7 @@ RUNGS_FILE = "rungs.jsonl"  # every early-stopping decision the scheduler made, 
 DIVERGED_MARKER = "diverged.txt"  # in a trial folder: its loss went NaN/inf (the reason)
 SPEC_JSON = "spec.json"  # the validated spec, every default filled in
 SPEC_TOML = "spec.toml"  # the spec as the user wrote it
+OPTUNA_JOURNAL = "optuna.journal"  # the Optuna study (journal file storage): `optuna-dashboard` reads it
 RESULT_FILE = "result.json"  # in a trial folder: Ray's per-epoch results, one JSON per line
 PARAMS_FILE = "params.json"  # in a trial folder: Ray's copy of the trial's config
 ERROR_FILE = "error.txt"  # in a trial folder: Ray's traceback of a failed trial
@@ -179,7 +180,7 @@ def check_storage(location: str, field_name: str, create: bool = True) -> None:
 # run.json's fields and the type each must have; RUN_REQUIRED make a whole record.
 RUN_FIELDS: dict[str, type] = {
     "name": str, "created": str, "state": str, "budget_s": float, "elapsed_s": float,
-    "resumes": int, "ray_version": str, "optuna_version": str, "plan": dict,
+    "resumes": int, "ray_version": str, "optuna_version": str, "plan": dict, "optuna": dict,
 }
 RUN_REQUIRED = ("name", "created", "state", "budget_s", "elapsed_s")
 
