@@ -117,6 +117,13 @@ def write_text(path: Path, text: str) -> Path:
     return write_atomic(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
 
 
+def join_uri(base: str, *names: str) -> str:
+    """`base`/`names...` for a folder or a URI. A URI's query (s3://bucket/runs?scheme=http&
+    endpoint_override=HOST:PORT) configures the store, so it stays at the end."""
+    head, sep, query = base.partition("?") if "://" in base else (base, "", "")
+    return "/".join([head.rstrip("/"), *names]) + sep + query
+
+
 PROBE_TIMEOUT_S = 60.0  # an unreachable object store retries for minutes: give up sooner
 
 
