@@ -142,6 +142,15 @@ def test_status_and_report_read_a_run_on_s3_and_upload_the_report(
     assert f"({fake_on_s3})" in report and str(mirror_folder(fake_on_s3)) not in report
 
 
+def test_the_endpoint_may_be_given_in_the_uri_instead_of_the_environment(
+        s3: str, fake_on_s3: str, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture) -> None:
+    monkeypatch.delenv("AWS_ENDPOINT_URL_S3")
+    host_port = s3.partition("://")[2]
+    assert main(["status", f"{fake_on_s3}?endpoint_override={host_port}&scheme=http"]) == 0
+    assert capsys.readouterr().out.startswith(f"run {fake_on_s3.rpartition('/')[2]}: finished")
+
+
 def test_a_uri_without_a_run_is_one_line_with_the_documented_status(
         s3: str, fake_on_s3: str, capsys: pytest.CaptureFixture) -> None:
     parent = fake_on_s3.rpartition("/")[0]
