@@ -20,12 +20,10 @@ import hashlib
 import logging
 import os
 import re
-import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import Any
 
 import pyarrow.fs as pafs
 
@@ -68,25 +66,6 @@ def mirror_folder(uri: str) -> Path:
     bare = _bare(uri)
     slug = re.sub(r"[^0-9A-Za-z_.-]", "_", bare.rpartition("/")[2])[:80] or "run"
     return cache_dir() / hashlib.sha256(uri.encode()).hexdigest()[:16] / slug
-
-
-def _within(seconds: float, work: Callable[[], Any]) -> tuple[bool, Any, BaseException | None]:
-    """Run `work` in a daemon thread; (answered, value, error). An object store that does not
-    answer retries for minutes inside pyarrow: the caller gives up after `seconds`."""
-    box: list[tuple[Any, BaseException | None]] = []
-
-    def target() -> None:
-        try:
-            box.append((work(), None))
-        except BaseException as exc:  # handed to the caller, who words it
-            box.append((None, exc))
-
-    worker = threading.Thread(target=target, daemon=True)
-    worker.start()
-    worker.join(seconds)
-    if not box:
-        return False, None, None
-    return True, box[0][0], box[0][1]
 
 
 def _wanted(rel: PurePosixPath, checkpoints: bool, adversarial: bool) -> bool:
@@ -204,7 +183,7 @@ def _connect(location: str, field_name: str) -> tuple[pafs.FileSystem, str, list
             if kind == pafs.FileType.Directory else []
         return fs, root, bucket, kind, files
 
-    answered, value, exc = _within(run_files.PROBE_TIMEOUT_S, listing)
+    answered, value, exc = run_files.within(run_files.PROBE_TIMEOUT_S, listing)
     if not answered:
         raise fail(field_name, shown, f"no answer within {run_files.PROBE_TIMEOUT_S:.0f} s (is the "
                    "store reachable from here, and are its credentials set?)")
