@@ -171,7 +171,7 @@ def _connect(location: str, field_name: str) -> tuple[pafs.FileSystem, str, list
     def listing() -> tuple[pafs.FileSystem, str, pafs.FileType, pafs.FileType, list[pafs.FileInfo]]:
         try:
             fs, root = pafs.FileSystem.from_uri(location)
-        except OSError:
+        except OSError:  # a store that does not answer: worded by the caller
             raise
         except Exception as exc:  # ArrowInvalid: no filesystem for this scheme
             raise _NoFilesystem(run_files.one_line(exc)) from None
