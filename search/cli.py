@@ -192,6 +192,9 @@ def _cmd_train(a: argparse.Namespace) -> int:
 
 
 # ------------------------------------------------------------------------ search
+RUN_DIR_HELP = "the run folder, or its URI (s3://bucket/runs/NAME: see README, object storage)"
+
+
 def _add_search(sub: Any) -> None:
     p = sub.add_parser("run", help="run a budgeted search from a TOML spec",
                        description="Search WRN depth, width, training epsilon and steps.")
@@ -216,13 +219,13 @@ def _add_search(sub: Any) -> None:
     p.set_defaults(func=_cmd_resume)
 
     p = sub.add_parser("status", help="trials by state, budget used and the best-so-far front")
-    p.add_argument("run_dir")
+    p.add_argument("run_dir", help=RUN_DIR_HELP)
     p.set_defaults(func=_cmd_status)
 
     p = sub.add_parser("evaluate", help="strong attacks on the test split for front models",
                        description="Re-attack best-validation checkpoints on the TEST split with "
                                    "strong attacks; run sanity checks; store results in the run.")
-    p.add_argument("run_dir")
+    p.add_argument("run_dir", help=RUN_DIR_HELP)
     which = p.add_mutually_exclusive_group()
     which.add_argument("--front", action="store_true", help="every front member (the default)")
     which.add_argument("--trial", action="append", dest="trials", metavar="ID",
@@ -242,7 +245,7 @@ def _add_search(sub: Any) -> None:
     p = sub.add_parser("export", help="one model as a torch.export program with a model card",
                        description="Write a model that loads with torch alone (torch.export), "
                                    "its model card and a standalone evaluation script.")
-    p.add_argument("run_dir")
+    p.add_argument("run_dir", help=RUN_DIR_HELP)
     which = p.add_mutually_exclusive_group(required=True)
     which.add_argument("--trial", metavar="ID", help="the trial to export")
     which.add_argument("--knee", action="store_true",
@@ -251,7 +254,7 @@ def _add_search(sub: Any) -> None:
     p.set_defaults(func=_cmd_export)
 
     p = sub.add_parser("report", help="write the Pareto report (HTML, Markdown, CSV)")
-    p.add_argument("run_dir")
+    p.add_argument("run_dir", help=RUN_DIR_HELP)
     p.add_argument("--out", help="output folder (default RUN_DIR/report)")
     p.add_argument("--format", default="html,md,csv",
                    help="comma-separated: html, md, csv, parquet (default html,md,csv)")
