@@ -73,6 +73,13 @@ class Run:
     unreadable: list[tuple[str, str]] = field(default_factory=list)  # (trial_dir, reason)
     # every early-stopping decision the scheduler made (rungs.jsonl), one row each
     decisions: pd.DataFrame = field(default_factory=pd.DataFrame)
+    # where the run really is, when `run_dir` is a local mirror of it (analysis.remote)
+    location: str | None = None
+
+    @property
+    def where(self) -> str:
+        """The run's folder or URI, as the report names it."""
+        return self.location or str(self.run_dir)
 
     @property
     def name(self) -> str:

@@ -7,6 +7,7 @@ read from the run directory (no Ray); every accuracy is a validation-split numbe
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import json
 import logging
@@ -76,7 +77,8 @@ SPLIT_STATEMENT_EVALUATED = (
 
 
 def write_report(
-    run_dir: Path, out_dir: Path | None = None, formats: Sequence[str] = ("html", "md", "csv")
+    run_dir: Path, out_dir: Path | None = None, formats: Sequence[str] = ("html", "md", "csv"),
+    location: str | None = None,
 ) -> list[Path]:
     """Write the report of the run in `run_dir`; return every file written.
 
@@ -85,9 +87,13 @@ def write_report(
         out_dir: where to write; default `run_dir/report`.
         formats: any of "html" (self-contained page), "md" (Markdown + PNGs), "csv"
             (trials, front, history tables), "parquet" (the same tables; needs pyarrow).
+        location: where the run really is when `run_dir` is a local mirror of it (a URI,
+            secrets masked): the report names that, not the mirror.
     """
     chosen = _check_formats(formats)
     run = load_run(Path(run_dir))
+    if location is not None:
+        run = dataclasses.replace(run, location=location)
     evaluation = read_evaluation(Path(run_dir))
     out = Path(out_dir) if out_dir is not None else Path(run_dir) / run_files.REPORT_DIR
     run_files.output_dir(Path(run_dir), out, "--out" if out_dir is not None else "RUN_DIR")
@@ -205,7 +211,7 @@ def _headline(run: Run, all_fronts: Sequence[Front], ref_reason: str,
     blocks.append(Para(SPLIT_STATEMENT_EVALUATED if evaluated else SPLIT_STATEMENT, css="split"))
     n_full = len(run.full_fidelity)
     blocks.append(Facts([
-        ("Run", f"{run.name} ({run.run_dir})"),
+        ("Run", f"{run.name} ({run.where})"),
         ("State", state),
         ("Budget", _budget(run.run_state)),
         ("Trials", _status_counts(run)),

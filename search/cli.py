@@ -36,7 +36,8 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _say(text: str = "") -> None:
-    print(text, flush=True)
+    """Print a line for the user; a URI's credentials in it are masked."""
+    print(formats.mask_secrets(text), flush=True)
 
 
 class _StatusPrinter:
@@ -191,6 +192,9 @@ def _cmd_train(a: argparse.Namespace) -> int:
 
 
 # ------------------------------------------------------------------------ search
+RUN_DIR_HELP = "the run folder, or its URI (s3://bucket/runs/NAME: see README, object storage)"
+
+
 def _add_search(sub: Any) -> None:
     p = sub.add_parser("run", help="run a budgeted search from a TOML spec",
                        description="Search WRN depth, width, training epsilon and steps.")
@@ -215,13 +219,13 @@ def _add_search(sub: Any) -> None:
     p.set_defaults(func=_cmd_resume)
 
     p = sub.add_parser("status", help="trials by state, budget used and the best-so-far front")
-    p.add_argument("run_dir")
+    p.add_argument("run_dir", help=RUN_DIR_HELP)
     p.set_defaults(func=_cmd_status)
 
     p = sub.add_parser("evaluate", help="strong attacks on the test split for front models",
                        description="Re-attack best-validation checkpoints on the TEST split with "
                                    "strong attacks; run sanity checks; store results in the run.")
-    p.add_argument("run_dir")
+    p.add_argument("run_dir", help=RUN_DIR_HELP)
     which = p.add_mutually_exclusive_group()
     which.add_argument("--front", action="store_true", help="every front member (the default)")
     which.add_argument("--trial", action="append", dest="trials", metavar="ID",
@@ -241,7 +245,7 @@ def _add_search(sub: Any) -> None:
     p = sub.add_parser("export", help="one model as a torch.export program with a model card",
                        description="Write a model that loads with torch alone (torch.export), "
                                    "its model card and a standalone evaluation script.")
-    p.add_argument("run_dir")
+    p.add_argument("run_dir", help=RUN_DIR_HELP)
     which = p.add_mutually_exclusive_group(required=True)
     which.add_argument("--trial", metavar="ID", help="the trial to export")
     which.add_argument("--knee", action="store_true",
@@ -250,7 +254,7 @@ def _add_search(sub: Any) -> None:
     p.set_defaults(func=_cmd_export)
 
     p = sub.add_parser("report", help="write the Pareto report (HTML, Markdown, CSV)")
-    p.add_argument("run_dir")
+    p.add_argument("run_dir", help=RUN_DIR_HELP)
     p.add_argument("--out", help="output folder (default RUN_DIR/report)")
     p.add_argument("--format", default="html,md,csv",
                    help="comma-separated: html, md, csv, parquet (default html,md,csv)")
@@ -268,12 +272,14 @@ def _outcome_lines(outcome: Any) -> None:
 
 
 def _report_after(run_dir: str, skip: bool) -> None:
-    if skip or "://" in run_dir:
+    if skip:
         return
+    from analysis.remote import run_folder
     from analysis.report import write_report
 
-    files = write_report(Path(run_dir))
-    _say("report: " + ", ".join(str(f) for f in files))
+    with run_folder(run_dir) as run:  # a run on object storage: mirrored, report uploaded
+        files = write_report(run.local, location=run.display)
+    _say("report: " + ", ".join(run.where(f) for f in files))
 
 
 def _cmd_run(a: argparse.Namespace) -> int:
@@ -321,13 +327,16 @@ def _cmd_resume(a: argparse.Namespace) -> int:
 
 
 def _cmd_status(a: argparse.Namespace) -> int:
+    from analysis.remote import run_folder
     from analysis.status import status_text
 
-    _say(status_text(Path(a.run_dir)))
+    with run_folder(a.run_dir) as run:
+        _say(run.show(status_text(run.local)))
     return EXIT_OK
 
 
 def _cmd_evaluate(a: argparse.Namespace) -> int:
+    from analysis.remote import run_folder
     from search.final_evaluation import evaluate_run
 
     if a.threads is not None:
@@ -337,28 +346,45 @@ def _cmd_evaluate(a: argparse.Namespace) -> int:
 
         torch.set_num_threads(a.threads)
     attacks = [x.strip() for x in a.attacks.split(",") if x.strip()]
-    summary = evaluate_run(Path(a.run_dir), trial_ids=a.trials, attacks=attacks, n=a.n,
-                           corruptions=a.corruptions, device=a.device, batch_size=a.batch_size,
-                           printer=_say)
+    with run_folder(a.run_dir, checkpoints=True, adversarial=True) as run:
+        summary = evaluate_run(run.local, trial_ids=a.trials, attacks=attacks, n=a.n,
+                               corruptions=a.corruptions, device=a.device,
+                               batch_size=a.batch_size, printer=run.printer(_say))
     for line in summary:
-        _say(line)
+        _say(run.show(line))
+    _uploaded(run)
     return EXIT_OK
 
 
+def _uploaded(run: Any) -> None:
+    """Say where a remote run's new files went (nothing for a local run)."""
+    if run.uri is not None:
+        _say(f"uploaded {len(run.uploaded)} files under {run.display}/")
+
+
 def _cmd_export(a: argparse.Namespace) -> int:
+    from analysis.remote import check_out, run_folder
     from search.export import export_model
 
-    export_model(a.run_dir, trial_id=a.trial, knee=a.knee, out=a.out, printer=_say)
+    check_out(a.out)
+    with run_folder(a.run_dir, checkpoints=True) as run:
+        export_model(run.local, trial_id=a.trial, knee=a.knee, out=a.out,
+                     printer=run.printer(_say))
+    _uploaded(run)
     return EXIT_OK
 
 
 def _cmd_report(a: argparse.Namespace) -> int:
+    from analysis.remote import check_out, run_folder
     from analysis.report import write_report
 
-    formats = [f.strip() for f in a.format.split(",") if f.strip()]
-    files = write_report(Path(a.run_dir), Path(a.out) if a.out else None, formats)
+    check_out(a.out)
+    chosen = [f.strip() for f in a.format.split(",") if f.strip()]
+    with run_folder(a.run_dir) as run:
+        files = write_report(run.local, Path(a.out) if a.out else None, chosen,
+                             location=run.display)
     for f in files:
-        _say(str(f))
+        _say(run.where(f))
     return EXIT_OK
 
 

@@ -22,6 +22,7 @@ from typing import Any
 from models import count_parameters, validate_architecture, wrn_name
 from search.cluster import TRAIN_BYTES_PER_PARAMETER
 from trainables import metrics as M
+from trainables import run_files
 from trainables.config import (
     METHODS,
     SEARCHABLE,
@@ -38,7 +39,7 @@ from trainables.config import (
     fail,
     parse_epsilon,
 )
-from trainables.formats import MASK, mask_url
+from trainables.formats import MASK, mask_secrets, mask_url
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -451,7 +452,7 @@ class ExperimentSpec:
 
     @property
     def run_dir(self) -> str:
-        return f"{self.storage.path.rstrip('/')}/{self.name}"
+        return run_files.join_uri(self.storage.path, self.name)
 
     def base_trial(self) -> TrialConfig:
         """The fixed part of every trial; the searched values are applied per trial."""
@@ -459,12 +460,13 @@ class ExperimentSpec:
                            threat_model=self.threat_model)
 
     def to_json(self) -> dict[str, Any]:
-        """The spec as shown (--dry-run) and stored (spec.json): a database password masked,
-        an "env:NAME" URL kept as written."""
+        """The spec as shown (--dry-run) and stored (spec.json): a database password and a
+        storage URI's secret key masked, an "env:NAME" URL kept as written."""
         out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
         out = {k: (v.to_json() if isinstance(v, SpaceConfig) else
                    dataclasses.asdict(v) if dataclasses.is_dataclass(v) else v)
                for k, v in out.items()}
+        out["storage"]["path"] = mask_secrets(self.storage.path)  # s3://KEY_ID:SECRET@bucket
         if self.storage.optuna_url is not None:
             out["storage"]["optuna_url"] = mask_url(self.storage.optuna_url)
         return json.loads(json.dumps(out))

@@ -51,6 +51,7 @@ from trainables.run_files import (
     RunFiles,
     check_storage,
     finite_number,
+    join_uri,
     one_line,
     read_json_object,
 )
@@ -174,7 +175,7 @@ def build_tuner(spec: ExperimentSpec, nodes: list[dict[str, float]],
     option for the overhead benchmarks that measure what reuse saves.
     """
     storage = absolute_storage(spec.storage.path)
-    run_dir = f"{storage.rstrip('/')}/{spec.name}"
+    run_dir = join_uri(storage, spec.name)
     clock = BudgetClock(run_dir, spec.budget.time)
     setup, gate = plan if plan is not None else plan_search(spec, nodes, clock)
     gate.clock = clock  # one clock for the recorder, the searcher and the scheduler
@@ -299,7 +300,7 @@ def run_search(spec: ExperimentSpec, *, address: str | None = None,
     """Start a new search; refuses to overwrite an existing run directory."""
     storage = absolute_storage(spec.storage.path)
     check_storage(storage, STORAGE_FIELD)  # before Ray: pyarrow and Ray fail deep inside
-    run_dir = f"{storage.rstrip('/')}/{spec.name}"
+    run_dir = join_uri(storage, spec.name)
     files = RunFiles(run_dir)
     if RunFiles(run_dir, folder="").exists(TUNER_FILE) or files.exists(RUN_FILE):
         raise ConfigError(f"name: {spec.name!r} is not allowed; {run_dir} already holds a run "

@@ -2,8 +2,8 @@
 
 The CLI, the status line, `wrn-search status` and the report all show the same epsilons,
 accuracies, sizes and durations; defining each form once keeps them from drifting apart.
-Missing values (None, NaN) read as an em dash everywhere. Database URLs are shown (and
-stored) with their password masked (`mask_url`, `mask_secrets`).
+Missing values (None, NaN) read as an em dash everywhere. Database URLs and storage URIs are
+shown (and stored) with their password or secret key masked (`mask_url`, `mask_secrets`).
 """
 
 from __future__ import annotations
@@ -16,6 +16,9 @@ MISSING = "—"
 MASK = "***"
 # scheme://user:password@ in free text: the password runs up to the last '@' of the word
 _CREDENTIALS = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*://[^\s/:@'\"]*:)[^\s'\"]+@")
+# a key given as a URI query parameter (?secret_key=..., &session_token=...)
+_QUERY_SECRET = re.compile(r"([?&](?:secret_key|session_token|token|password)=)[^&\s'\"#]+",
+                           re.IGNORECASE)
 
 
 def mask_url(url: str) -> str:
@@ -32,8 +35,10 @@ def mask_url(url: str) -> str:
 
 
 def mask_secrets(text: str) -> str:
-    """Free text (a spec file, an error line, a report) with every URL password masked."""
-    return _CREDENTIALS.sub(rf"\1{MASK}@", text)
+    """Free text (a spec file, an error line, a report) with every URL password masked:
+    a database URL's, an object-store URI's secret key (s3://KEY_ID:SECRET@bucket/...) and
+    a secret given as a query parameter."""
+    return _QUERY_SECRET.sub(rf"\1{MASK}", _CREDENTIALS.sub(rf"\1{MASK}@", text))
 
 
 def _finite(value: Any) -> float | None:

@@ -118,6 +118,13 @@ def write_text(path: Path, text: str) -> Path:
     return write_atomic(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
 
 
+def join_uri(base: str, *names: str) -> str:
+    """`base`/`names...` for a folder or a URI. A URI's query (s3://bucket/runs?scheme=http&
+    endpoint_override=HOST:PORT) configures the store, so it stays at the end."""
+    head, sep, query = base.partition("?") if "://" in base else (base, "", "")
+    return "/".join([head.rstrip("/"), *names]) + sep + query
+
+
 PROBE_TIMEOUT_S = 60.0  # an unreachable object store retries for minutes: give up sooner
 
 
@@ -126,6 +133,25 @@ def one_line(exc: BaseException) -> str:
     folded (pyarrow and torch put details on later lines), at most 200 characters."""
     text = " ".join(str(exc).split())
     return f"{type(exc).__name__}: {text[:200]}" if text else type(exc).__name__
+
+
+def within(seconds: float, work: Callable[[], Any]) -> tuple[bool, Any, BaseException | None]:
+    """Run `work` in a daemon thread; (answered, value, error). An object store that does not
+    answer retries for minutes inside pyarrow: the caller gives up after `seconds`."""
+    box: list[tuple[Any, BaseException | None]] = []
+
+    def target() -> None:
+        try:
+            box.append((work(), None))
+        except BaseException as exc:  # handed to the caller, who words it
+            box.append((None, exc))
+
+    worker = threading.Thread(target=target, daemon=True)
+    worker.start()
+    worker.join(seconds)
+    if not box:
+        return False, None, None
+    return True, box[0][0], box[0][1]
 
 
 def check_storage(location: str, field_name: str, create: bool = True) -> None:
@@ -161,9 +187,7 @@ def check_storage(location: str, field_name: str, create: bool = True) -> None:
         except Exception as exc:  # any failure here means "cannot write there"
             outcome.append(("write", exc))
 
-    worker = threading.Thread(target=probe, daemon=True)  # an unreachable store can hang
-    worker.start()
-    worker.join(PROBE_TIMEOUT_S)
+    within(PROBE_TIMEOUT_S, probe)  # an unreachable store can hang
     if not outcome:
         raise fail(field_name, location, f"no answer within {PROBE_TIMEOUT_S:.0f} s (is the "
                    "bucket reachable from here, and are its credentials set?)")
