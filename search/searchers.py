@@ -27,7 +27,7 @@ from typing import Any
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
-from ray.tune.search import Searcher
+from ray.tune.search import ConcurrencyLimiter, Searcher, SearchGenerator
 from ray.tune.search.optuna import OptunaSearch
 
 from search.budget import BudgetClock, BudgetGate
@@ -94,16 +94,28 @@ class FidelityAwareOptunaSearch(OptunaSearch):
         self._records: dict[str, _TrialRecord] = {}
         self._idle: tuple[int, int] | None = None  # (finished, model version) when nothing fit
         self._ended: str | None = None  # why the searcher finished: "space" or "budget"
+        self._reopen = False  # `reopen`: forget, on restore, that the search had ended
 
     # ------------------------------------------------------------------ restore
     def restore(self, checkpoint_path: str) -> None:
         """Ray's restore replaces the whole state; the live budget gate (and its clock, shared
         with the recorder and the scheduler) is kept."""
-        gate = self._gate
+        gate, reopen = self._gate, getattr(self, "_reopen", False)
         super().restore(checkpoint_path)
         if gate is not None:
             gate.cost = self._gate.cost  # what was learned about the cluster's speed
             self._gate = gate
+        self._reopen = False
+        if reopen:  # `resume --budget/--max-trials` gave the search room: it may propose again
+            self._ended, self._idle = None, None
+
+    def reopen(self) -> None:
+        """Let an ended search propose again after `resume --budget/--max-trials`: the state
+        restored from the run (study, cost model, the proposer's observations) is kept, only
+        the "space"/"budget" end and the nothing-fits latch are forgotten (a space that is
+        really used up ends again at the first suggestion)."""
+        self._reopen = True
+        self._ended, self._idle = None, None
 
     def attach_clock(self, clock: BudgetClock) -> None:
         """Hold trials to the run's live clock (shared with the recorder and the scheduler)."""
@@ -228,6 +240,30 @@ class FidelityAwareOptunaSearch(OptunaSearch):
     def _every_configuration_tried(self) -> bool:
         trials = self._ot_study.get_trials(deepcopy=False)
         return space_exhausted(self._space, [t.params for t in trials if t.state != TrialState.WAITING])
+
+
+class ExtendedSearch(SearchGenerator):
+    """Ray's SearchGenerator for a search continued with more room (`resume --budget +2h`,
+    `--max-trials +10`). Ray restores the generator's trial cap and its "finished" flag from
+    the run (search_gen_state-*.json) after the TuneConfig is read, so a finished experiment
+    would start nothing; this one takes the new cap and forgets that it had finished, through
+    the public get_state/set_state pair. Not pickled into tuner.pkl (Ray writes that only when
+    a search starts), so a later plain `resume` is Ray's own generator again."""
+
+    def __init__(self, searcher: Searcher, *, total_samples: int, max_concurrent: int | None) -> None:
+        inner = ConcurrencyLimiter(searcher, max_concurrent=max_concurrent) if max_concurrent else searcher
+        super().__init__(inner)
+        self.extended_total = total_samples
+
+    def set_state(self, state: dict) -> None:
+        super().set_state({**state, "total_samples": self.extended_total, "finished": False})
+
+
+def base_searcher(search_alg: Any) -> Any:
+    """The searcher inside Ray's wrappers (SearchGenerator, ConcurrencyLimiter)."""
+    while hasattr(search_alg, "searcher"):
+        search_alg = search_alg.searcher
+    return search_alg
 
 
 def _searched(params: dict[str, Any], view: Space) -> dict[str, Any]:

@@ -7,6 +7,7 @@ record next to the trial folders.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -29,8 +30,15 @@ from search.cost_model import GPU_PRIOR_FLOPS_PER_S, CostModel, measure_cpu_flop
 from search.proposer import Space
 from search.recorder import RunRecorder, new_run_state
 from search.schedulers import build_scheduler, milestones
-from search.searchers import FidelityAwareOptunaSearch, build_searcher, num_trials, space_exhausted
-from search.spec import ExperimentSpec, has_password, resolve_optuna_url
+from search.searchers import (
+    ExtendedSearch,
+    FidelityAwareOptunaSearch,
+    base_searcher,
+    build_searcher,
+    num_trials,
+    space_exhausted,
+)
+from search.spec import ExperimentSpec, extended_budget, has_password, resolve_optuna_url
 from trainables import metrics as M
 from trainables.config import RAY_TRIAL_KEY, ConfigError, not_a_run, trial_from_ray
 from trainables.formats import mask_secrets
@@ -215,16 +223,19 @@ def _tune_config(tuner: tune.Tuner) -> tune.TuneConfig:
 
 
 def _searcher(tuner: tune.Tuner) -> FidelityAwareOptunaSearch | None:
-    searcher = _tune_config(tuner).search_alg
+    searcher = base_searcher(_tune_config(tuner).search_alg)
     return searcher if isinstance(searcher, FidelityAwareOptunaSearch) else None
 
 
-def _attach(tuner: tune.Tuner, run_dir: str, printer: Callable[[str], None] | None) -> None:
+def _attach(tuner: tune.Tuner, run_dir: str, printer: Callable[[str], None] | None,
+            budget_s: float | None = None) -> None:
     """Point the recorder, the budget clock it shares with the searcher and the scheduler,
     and the scheduler's decision record at the run folder where it is now (a resumed one
-    may have moved)."""
+    may have moved); `budget_s`: the run's budget now (`resume --budget` may have raised it)."""
     recorder = _recorder(tuner)
     recorder.attach(run_dir, printer)
+    if budget_s is not None:
+        recorder.clock.budget_s = float(budget_s)
     scheduler = _tune_config(tuner).scheduler
     if hasattr(scheduler, "attach"):
         scheduler.attach(run_dir, recorder.clock)
@@ -352,9 +363,12 @@ def _spec_from_toml(run_dir: str, files: RunFiles) -> ExperimentSpec | None:
         storage, _, name = run_dir.rstrip("/").rpartition("/")
         raw["name"] = name
         raw.setdefault("storage", {})["path"] = storage
-        budget = finite_number(files.read_json(RUN_FILE).get("budget_s"))
+        record = files.read_json(RUN_FILE)
+        budget = finite_number(record.get("budget_s"))
         if budget is not None:
             raw.setdefault("budget", {})["time"] = budget
+        if isinstance(record.get("max_trials"), int):  # `resume --max-trials` raised it
+            raw.setdefault("budget", {})["max_trials"] = record["max_trials"]
         return ExperimentSpec.from_dict(raw)
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError, ConfigError, AttributeError,
             TypeError):
@@ -401,10 +415,67 @@ def rebuild_run_record(run_dir: Path, spec: ExperimentSpec, record: dict[str, An
     return {**facts, **record, "rebuilt": rebuilt}
 
 
+ROOM_FLAGS = "--budget +1h or --max-trials +10"  # how `resume` gives an ended search room
+
+
+def extend_run(run_dir: str, spec: ExperimentSpec, state: dict[str, Any], *, budget: str | None,
+               max_trials: str | None) -> tuple[ExperimentSpec, dict[str, Any]]:
+    """The spec with `resume --budget/--max-trials` applied, and the extension's record for
+    run.json. An ended search must get room from them: a finished one whose trial cap or space
+    is used up, or a budget-exhausted one given no budget, is refused in one line."""
+    run = load_run(Path(run_dir))
+    started = len(run.trials) + len(run.unreadable)
+    spent = finite_number(state.get("elapsed_s")) or 0.0
+    new = dataclasses.replace(spec, budget=extended_budget(
+        spec.budget, time=budget, max_trials=max_trials, spent_s=spent, started=started))
+    if state["state"] in FINISHED_STATES:
+        used_up = []
+        if started >= num_trials(new):
+            used_up.append(f"its {started} trials reached the trial cap (raise it with --max-trials)")
+        if spent >= new.budget.time * 0.99 or (state["state"] == "budget_exhausted" and budget is None):
+            used_up.append("its budget is spent (raise it with --budget)")
+        configs = [read_json_object(Path(run_dir) / d / PARAMS_FILE) for d in run.trials["trial_dir"]]
+        if space_exhausted(spec.space, configs):
+            used_up.append("every configuration of its space was tried (start a new search with run)")
+        if used_up:
+            raise ConfigError(f"RUN_DIR: {run_dir!r} is not allowed; that search already "
+                              f"{state['state'].replace('_', ' ')} and " + "; ".join(used_up))
+    record = {"time": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+              "budget": budget, "max_trials": max_trials,
+              "budget_s_before": spec.budget.time, "budget_s": new.budget.time,
+              "max_trials_before": spec.budget.max_trials, "max_trials_after": new.budget.max_trials,
+              "state_before": state["state"]}
+    return new, record
+
+
+def _continue(tuner: tune.Tuner, spec: ExperimentSpec, spent_s: float, extended: bool) -> None:
+    """Hold a restored Tuner to the run's budget and trial cap as they are now.
+
+    Ray builds a new TimeoutStopper from the restored TuneConfig's time_budget_s in every
+    `fit`, counting from this session's start (not the search's), so it gets what is left.
+    An extended search also gets a generator that takes the new trial cap and forgets it
+    had finished (`ExtendedSearch`), and a searcher that may propose again.
+    """
+    config = _tune_config(tuner)
+    config.time_budget_s = max(1.0, spec.budget.time - spent_s)
+    config.num_samples = num_trials(spec)
+    if not extended:
+        return
+    searcher = base_searcher(config.search_alg)
+    if isinstance(searcher, FidelityAwareOptunaSearch):
+        searcher.reopen()
+    config.search_alg = ExtendedSearch(searcher, total_samples=num_trials(spec),
+                                       max_concurrent=config.max_concurrent_trials)
+    config.max_concurrent_trials = None  # held by ExtendedSearch's ConcurrencyLimiter
+
+
 def resume_search(run_dir: str, *, address: str | None = None,
                   printer: Callable[[str], None] | None = None,
-                  trainable: Callable[[dict[str, Any]], None] = train_wrn) -> Outcome:
-    """Continue an interrupted or crashed search with what is left of its budget.
+                  trainable: Callable[[dict[str, Any]], None] = train_wrn,
+                  budget: str | None = None, max_trials: str | None = None) -> Outcome:
+    """Continue an interrupted or crashed search with what is left of its budget; with
+    `budget` / `max_trials` ("+2h" adds, "5h" is the new total), also a finished or
+    budget-exhausted one, with more room.
 
     Finished trials stay as they are; trials that were running continue from their last
     checkpoint; the searcher and scheduler come back with their state.
@@ -414,17 +485,26 @@ def resume_search(run_dir: str, *, address: str | None = None,
     spec = load_run_spec(run_dir)
     files = RunFiles(run_dir)
     state = run_record(run_dir, spec)
-    if state["state"] in FINISHED_STATES:
+    extension = None
+    if budget is not None or max_trials is not None:
+        spec, extension = extend_run(run_dir, spec, state, budget=budget, max_trials=max_trials)
+    elif state["state"] in FINISHED_STATES:
         raise ConfigError(f"RUN_DIR: {run_dir!r} is not allowed; that search already "
-                          f"{state['state'].replace('_', ' ')} (start a new one with run)")
+                          f"{state['state'].replace('_', ' ')} (give it more with {ROOM_FLAGS}, "
+                          "or start a new one with run)")
     _check_optuna_url(spec, resuming=True)
     nodes = start_ray(address)
     check_resources(spec.resources.cpus_per_trial, spec.resources.gpus_per_trial, nodes)
-    files.write_json(RUN_FILE, {**state, "state": "running",
-                                "resumes": state.get("resumes", 0) + 1})
+    record = {**state, "state": "running", "resumes": state.get("resumes", 0) + 1}
+    if extension is not None:  # the new totals, for this session and any later plain resume
+        files.write_json(SPEC_JSON, spec.to_json())
+        record.update(budget_s=spec.budget.time, max_trials=spec.budget.max_trials,
+                      extensions=[*state.get("extensions", []), extension])
+    files.write_json(RUN_FILE, record)
     tuner = tune.Tuner.restore(run_dir, trainable=_trainable(spec, nodes, trainable),
                                resume_unfinished=True, resume_errored=False)
-    _attach(tuner, run_dir, printer)  # the folder may have moved since it was saved
+    _continue(tuner, spec, finite_number(state.get("elapsed_s")) or 0.0, extension is not None)
+    _attach(tuner, run_dir, printer, spec.budget.time)  # the folder may have moved since
     return _finish(tuner, spec, run_dir)
 
 
