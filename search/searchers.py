@@ -121,6 +121,10 @@ class FidelityAwareOptunaSearch(OptunaSearch):
         """Hold trials to the run's live clock (shared with the recorder and the scheduler)."""
         self._gate.clock = clock
 
+    def running(self) -> list[str]:
+        """Ids of the trials this searcher suggested and has not heard the end of."""
+        return [trial_id for trial_id, r in self._records.items() if not r.finished]
+
     @property
     def ended(self) -> str | None:
         """Why the searcher stopped proposing: "space" (every configuration of a finite space
@@ -145,7 +149,8 @@ class FidelityAwareOptunaSearch(OptunaSearch):
                 self._gate.observe(trial_id, record.candidate.config, result)
             if error:
                 record.result = {}
-        if result and not error and result.get(M.EPOCHS_DONE, 0) < result.get(M.MAX_EPOCHS, 0):
+        if result and not error and (result.get(M.EPOCHS_DONE, 0) < result.get(M.MAX_EPOCHS, 0)
+                                     or any(result.get(m) is None for m, _ in OBJECTIVES)):
             result = None  # with no values and no error, Ray tells Optuna PRUNED
         super().on_trial_complete(trial_id, result, error)
 
@@ -248,15 +253,32 @@ class ExtendedSearch(SearchGenerator):
     the run (search_gen_state-*.json) after the TuneConfig is read, so a finished experiment
     would start nothing; this one takes the new cap and forgets that it had finished, through
     the public get_state/set_state pair. Not pickled into tuner.pkl (Ray writes that only when
-    a search starts), so a later plain `resume` is Ray's own generator again."""
+    a search starts), so a later plain `resume` is Ray's own generator again.
 
-    def __init__(self, searcher: Searcher, *, total_samples: int, max_concurrent: int | None) -> None:
+    `ended`: the trials Ray will not run again (TERMINATED or ERROR in the run), with their
+    last results. When the budget ran out, Ray's stopper ended the running trials without
+    telling the searcher, so the restored searcher (and Ray's ConcurrencyLimiter) would wait
+    for them forever; they are told here that those trials are over.
+    """
+
+    def __init__(self, searcher: Searcher, *, total_samples: int, max_concurrent: int | None,
+                 ended: dict[str, dict] | None = None) -> None:
         inner = ConcurrencyLimiter(searcher, max_concurrent=max_concurrent) if max_concurrent else searcher
         super().__init__(inner)
         self.extended_total = total_samples
+        self.ended = dict(ended or {})
 
     def set_state(self, state: dict) -> None:
         super().set_state({**state, "total_samples": self.extended_total, "finished": False})
+
+    def restore_from_dir(self, dirpath: str) -> None:
+        super().restore_from_dir(dirpath)
+        base = base_searcher(self)
+        live = set(base.running()) if isinstance(base, FidelityAwareOptunaSearch) else set()
+        if isinstance(self.searcher, ConcurrencyLimiter):
+            live |= set(self.searcher.live_trials)
+        for trial_id in sorted(live & set(self.ended)):
+            self.on_trial_complete(trial_id, result=self.ended[trial_id])
 
 
 def base_searcher(search_alg: Any) -> Any:

@@ -24,8 +24,8 @@ from ray import tune
 
 from analysis.load import FINISHED_STATES, load_run
 from analysis.spend import busy_seconds, training_spans
-from search.budget import BudgetClock, BudgetGate
-from search.cluster import TrialResources, check_resources, local_gpu_memory, start_ray
+from search.budget import BudgetClock, BudgetGate, BudgetStopper
+from search.cluster import TrialResources, check_resources, start_ray, trial_gpu_memory
 from search.cost_model import GPU_PRIOR_FLOPS_PER_S, CostModel, measure_cpu_flops_per_s
 from search.proposer import Space
 from search.recorder import RunRecorder, new_run_state
@@ -86,11 +86,11 @@ def absolute_storage(path: str) -> str:
 
 def _resources(spec: ExperimentSpec, nodes: list[dict[str, float]]) -> TrialResources:
     gpus = spec.resources.gpus_per_trial
+    cluster_gpus = max((n.get("GPU", 0.0) for n in nodes), default=0.0)
     return TrialResources(
-        cpus=spec.resources.cpus_per_trial, gpus=gpus,
-        cluster_gpus=max((n.get("GPU", 0.0) for n in nodes), default=0.0),
+        cpus=spec.resources.cpus_per_trial, gpus=gpus, cluster_gpus=cluster_gpus,
         batch_size=spec.training.batch_size,
-        gpu_memory_bytes=local_gpu_memory() if gpus == "auto" else 0,
+        gpu_memory_bytes=trial_gpu_memory() if gpus == "auto" and cluster_gpus > 0 else 0,
     )
 
 
@@ -190,7 +190,8 @@ def build_tuner(spec: ExperimentSpec, nodes: list[dict[str, float]],
         scheduler=scheduler,
         num_samples=num_trials(spec),
         max_concurrent_trials=spec.budget.max_concurrent,
-        time_budget_s=spec.budget.time,
+        # No time_budget_s: Ray restores its TimeoutStopper with what it had left, so a search
+        # given more budget would stop at once; BudgetStopper reads the run's clock instead.
         # One worker process per slot, not per trial: a new process re-imports torch and Ray
         # (~5 s a trial). Measured in benchmarks/ray_overhead.py: 12% -> 0.3% overhead on
         # one-minute trials, worker utilisation 58% -> 91% (docs/benchmarks.md).
@@ -204,6 +205,7 @@ def build_tuner(spec: ExperimentSpec, nodes: list[dict[str, float]],
         # The latest checkpoint holds both the last state and the best weights.
         checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
         callbacks=[RunRecorder(run_dir, printer, clock=clock)],
+        stop=BudgetStopper(clock),
         verbose=0,
     )
     return tune.Tuner(_trainable(spec, nodes, trainable),
@@ -448,24 +450,25 @@ def extend_run(run_dir: str, spec: ExperimentSpec, state: dict[str, Any], *, bud
     return new, record
 
 
-def _continue(tuner: tune.Tuner, spec: ExperimentSpec, spent_s: float, extended: bool) -> None:
-    """Hold a restored Tuner to the run's budget and trial cap as they are now.
+def _extend_tuner(tuner: tune.Tuner, run_dir: str, spec: ExperimentSpec) -> None:
+    """Let a restored Tuner run more trials (`resume --budget/--max-trials`).
 
-    Ray builds a new TimeoutStopper from the restored TuneConfig's time_budget_s in every
-    `fit`, counting from this session's start (not the search's), so it gets what is left.
-    An extended search also gets a generator that takes the new trial cap and forgets it
-    had finished (`ExtendedSearch`), and a searcher that may propose again.
+    Ray restores the restored TuneConfig's num_samples nowhere: the trial cap and a "finished"
+    flag come back from the run's generator state, so it gets a generator that takes the new
+    cap, forgets it had finished and hears the end of the trials the budget's end stopped
+    (`ExtendedSearch`), and a searcher that may propose again. The budget itself is the
+    clock's (run.json, `BudgetStopper`).
     """
     config = _tune_config(tuner)
-    config.time_budget_s = max(1.0, spec.budget.time - spent_s)
-    config.num_samples = num_trials(spec)
-    if not extended:
-        return
+    config.num_samples = num_trials(spec)  # what Ray would start with; the generator holds it
     searcher = base_searcher(config.search_alg)
     if isinstance(searcher, FidelityAwareOptunaSearch):
         searcher.reopen()
+    ended = {t.trial_id: dict(t.last_result or {}) for t in tune.ExperimentAnalysis(run_dir).trials
+             if t.status in ("TERMINATED", "ERROR")}
+    _recorder(tuner).record_stopped(ended)
     config.search_alg = ExtendedSearch(searcher, total_samples=num_trials(spec),
-                                       max_concurrent=config.max_concurrent_trials)
+                                       max_concurrent=config.max_concurrent_trials, ended=ended)
     config.max_concurrent_trials = None  # held by ExtendedSearch's ConcurrencyLimiter
 
 
@@ -503,8 +506,9 @@ def resume_search(run_dir: str, *, address: str | None = None,
     files.write_json(RUN_FILE, record)
     tuner = tune.Tuner.restore(run_dir, trainable=_trainable(spec, nodes, trainable),
                                resume_unfinished=True, resume_errored=False)
-    _continue(tuner, spec, finite_number(state.get("elapsed_s")) or 0.0, extension is not None)
     _attach(tuner, run_dir, printer, spec.budget.time)  # the folder may have moved since
+    if extension is not None:
+        _extend_tuner(tuner, run_dir, spec)
     return _finish(tuner, spec, run_dir)
 
 

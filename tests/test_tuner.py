@@ -618,3 +618,46 @@ def test_resume_max_trials_extends_a_finished_search_with_its_searcher_state(
     assert extension["max_trials"] == "+2" and extension["max_trials_after"] == 4
     assert extension["state_before"] == "finished"
     assert load_run_spec(str(run_dir)).budget.max_trials == 4  # a later plain resume keeps it
+
+
+@pytest.mark.slow
+def test_resume_budget_extends_a_budget_exhausted_search(tmp_path: Path) -> None:
+    """`wrn-search resume RUN --budget +60s` on a search that spent its budget: more trials
+    run in the new budget, the old ones are kept as they were, none repeats an old one, and
+    run.json, spec.json and `status` carry the new budget."""
+    spec_path = tmp_path / "tiny.toml"
+    raw = tiny_spec(tmp_path, budget={"time": "25s", "max_trials": 100, "max_concurrent": 2},
+                    searcher={"kind": "random", "seed": 0}, training={"epochs": 1},
+                    space={"width": [1, 2], "train_eps": ["2/255", "3/255", "4/255", "6/255", "8/255"],
+                           "train_steps": [1, 2]})
+    spec_path.write_text(_toml(raw))
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+
+    def cli(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "search.cli", *args], cwd=tmp_path, env=env,
+                              capture_output=True, text=True, timeout=400)
+
+    first = cli("run", str(spec_path), "--no-report")
+    assert first.returncode == 0, first.stderr[-3000:]
+    assert "search budget exhausted" in first.stdout
+    run_dir = tmp_path / "tiny"
+    before, params_before = _results(run_dir), _params(run_dir)
+    assert before
+    refused = cli("resume", str(run_dir), "--max-trials", "+5")  # no budget: no room
+    assert refused.returncode == 2 and "its budget is spent" in refused.stderr
+
+    resumed = cli("resume", str(run_dir), "--budget", "+60s", "--no-report")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    after, params_after = _results(run_dir), _params(run_dir)
+    assert len(after) > len(before)
+    for name, rows in before.items():
+        assert after[name] == rows
+    old = {_key(p) for p in params_before.values()}
+    new = [_key(p) for name, p in params_after.items() if name not in params_before]
+    assert not set(new) & old and len(set(new)) == len(new)
+    state = json.loads((run_dir / run_files.DRIVER_DIR / run_files.RUN_FILE).read_text())
+    assert state["budget_s"] == 85.0 and state["extensions"][0]["budget_s_before"] == 25.0
+    assert state["state"] in ("budget_exhausted", "finished")
+    assert load_run_spec(str(run_dir)).budget.time == 85.0
+    status = cli("status", str(run_dir))
+    assert status.returncode == 0 and "of 1m25s" in status.stdout
