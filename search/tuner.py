@@ -44,6 +44,7 @@ from trainables.config import RAY_TRIAL_KEY, ConfigError, not_a_run, trial_from_
 from trainables.formats import mask_secrets
 from trainables.run_files import (
     DRIVER_DIR,
+    EVENTS_FILE,
     PARAMS_FILE,
     RUN_FILE,
     SPEC_JSON,
@@ -53,6 +54,7 @@ from trainables.run_files import (
     check_storage,
     finite_number,
     one_line,
+    parse_json_lines,
     read_json_object,
 )
 from trainables.tune_trial import CHECKPOINT_INTERVAL, REPORT_EPOCHS, train_wrn
@@ -425,8 +427,7 @@ def extend_run(run_dir: str, spec: ExperimentSpec, state: dict[str, Any], *, bud
     """The spec with `resume --budget/--max-trials` applied, and the extension's record for
     run.json. An ended search must get room from them: a finished one whose trial cap or space
     is used up, or a budget-exhausted one given no budget, is refused in one line."""
-    run = load_run(Path(run_dir))
-    started = len(run.trials) + len(run.unreadable)
+    started, configs = _started(run_dir)
     spent = finite_number(state.get("elapsed_s")) or 0.0
     new = dataclasses.replace(spec, budget=extended_budget(
         spec.budget, time=budget, max_trials=max_trials, spent_s=spent, started=started))
@@ -436,7 +437,6 @@ def extend_run(run_dir: str, spec: ExperimentSpec, state: dict[str, Any], *, bud
             used_up.append(f"its {started} trials reached the trial cap (raise it with --max-trials)")
         if spent >= new.budget.time * 0.99 or (state["state"] == "budget_exhausted" and budget is None):
             used_up.append("its budget is spent (raise it with --budget)")
-        configs = [read_json_object(Path(run_dir) / d / PARAMS_FILE) for d in run.trials["trial_dir"]]
         if space_exhausted(spec.space, configs):
             used_up.append("every configuration of its space was tried (start a new search with run)")
         if used_up:
@@ -450,11 +450,24 @@ def extend_run(run_dir: str, spec: ExperimentSpec, state: dict[str, Any], *, bud
     return new, record
 
 
+def _started(run_dir: str) -> tuple[int, list[dict[str, Any]]]:
+    """How many trials a run started, and their configurations: from the trial folders, or on
+    object storage (which `analysis` does not read) from the driver's start events alone."""
+    if "://" not in run_dir:
+        run = load_run(Path(run_dir))
+        configs = [read_json_object(Path(run_dir) / d / PARAMS_FILE) for d in run.trials["trial_dir"]]
+        return len(run.trials) + len(run.unreadable), configs
+    files = RunFiles(run_dir)
+    text = files.read_text(EVENTS_FILE) if files.exists(EVENTS_FILE) else ""
+    events, _ = parse_json_lines(text)
+    return len({e.get("trial_id") for e in events if e.get("event") == "start"}), []
+
+
 def _extend_tuner(tuner: tune.Tuner, run_dir: str, spec: ExperimentSpec) -> None:
     """Let a restored Tuner run more trials (`resume --budget/--max-trials`).
 
-    Ray restores the restored TuneConfig's num_samples nowhere: the trial cap and a "finished"
-    flag come back from the run's generator state, so it gets a generator that takes the new
+    Ray ignores the restored TuneConfig's num_samples: the trial cap and a "finished" flag come
+    back from the run's saved generator state, so the Tuner gets a generator that takes the new
     cap, forgets it had finished and hears the end of the trials the budget's end stopped
     (`ExtendedSearch`), and a searcher that may propose again. The budget itself is the
     clock's (run.json, `BudgetStopper`).
