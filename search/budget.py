@@ -3,8 +3,15 @@
 One `BudgetClock` per run is shared by the driver's recorder (which writes run.json), the
 searcher (which only starts what can finish) and the scheduler (which stops a trial that no
 longer can). They are pickled together in Ray's tuner.pkl, so they stay one object when the
-search is resumed; unpickled, the clock re-reads run.json, so a resumed search continues with
-the budget the previous driver left (as Ray's own TimeoutStopper does).
+search is resumed; unpickled, the clock re-reads run.json (elapsed_s and budget_s), so a
+resumed search continues with the budget the previous driver left, or the budget
+`resume --budget` raised.
+
+`BudgetStopper` ends the search when the clock says the budget is spent, in place of Ray's
+`time_budget_s`: Ray 2.60 saves its TimeoutStopper in the experiment state and restores it,
+with the budget it had left, on `Tuner.restore`, ignoring the restored TuneConfig's
+time_budget_s; a search given more budget would stop at once. Ours is restored the same way
+and re-reads run.json's budget.
 
 `BudgetGate` turns a configuration into predicted seconds (`search.cost_model`) and says
 whether its full training fits in what is left. Fronts use full-fidelity trials only, so the
@@ -20,6 +27,7 @@ import time
 from typing import Any
 
 import pyarrow.fs as pafs
+from ray.tune import Stopper
 
 from search.cluster import TrialResources
 from search.cost_model import CostModel, Prediction
@@ -60,19 +68,43 @@ class BudgetClock:
         return {"run_dir": self.run_dir, "budget_s": self.budget_s}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
+        """Unpickled (a resumed search): the budget is run.json's, which `resume --budget`
+        may have raised since the clock was pickled."""
         self.__dict__.update(state)
         self._restart()
+        budget = _recorded(self.run_dir, "budget_s", 0.0)
+        if budget > 0:
+            self.budget_s = budget
+
+
+def _recorded(run_dir: str, key: str, default: float) -> float:
+    """A non-negative number in the run's run.json; `default` when there is none (a new run)."""
+    try:
+        fs, root = pafs.FileSystem.from_uri(run_dir)
+        with fs.open_input_stream(f"{root.rstrip('/')}/{run_files.DRIVER_DIR}/{run_files.RUN_FILE}") as f:
+            value = json.loads(f.read().decode("utf-8")).get(key, default)
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0
+        return float(value) if ok else default
+    except (OSError, ValueError, AttributeError):  # missing, damaged, not an object
+        return default
 
 
 def _recorded_elapsed(run_dir: str) -> float:
     """elapsed_s in the run's run.json; 0 when there is none yet (a new run)."""
-    try:
-        fs, root = pafs.FileSystem.from_uri(run_dir)
-        with fs.open_input_stream(f"{root.rstrip('/')}/{run_files.DRIVER_DIR}/{run_files.RUN_FILE}") as f:
-            value = json.loads(f.read().decode("utf-8")).get("elapsed_s", 0.0)
-        return float(value) if isinstance(value, (int, float)) and value >= 0 else 0.0
-    except (OSError, ValueError, AttributeError):  # missing, damaged, not an object
-        return 0.0
+    return _recorded(run_dir, "elapsed_s", 0.0)
+
+
+class BudgetStopper(Stopper):
+    """Ray Tune stopper: end the whole search once the run's budget clock is spent."""
+
+    def __init__(self, clock: BudgetClock) -> None:
+        self.clock = clock
+
+    def __call__(self, trial_id: str, result: dict[str, Any]) -> bool:
+        return False  # trials are stopped by the schedulers; this ends the search as a whole
+
+    def stop_all(self) -> bool:
+        return self.clock.remaining_s <= 0
 
 
 class BudgetGate:

@@ -210,8 +210,13 @@ def _add_search(sub: Any) -> None:
     p.add_argument("--no-report", action="store_true", help="skip writing the report at the end")
     p.set_defaults(func=_cmd_run)
 
-    p = sub.add_parser("resume", help="continue an interrupted search with its remaining budget")
+    p = sub.add_parser("resume", help="continue an interrupted search with its remaining budget, "
+                                      "or extend an ended one (--budget, --max-trials)")
     p.add_argument("run_dir", help="the run directory, e.g. runs/quickstart")
+    p.add_argument("--budget", help="more budget: +2h adds to the run's budget, 5h is the new "
+                                    "total; continues a finished or budget-exhausted search")
+    p.add_argument("--max-trials", help="more trials: +10 adds to the run's trial cap, 50 is the "
+                                        "new cap; continues a finished search")
     p.add_argument("--address", default=os.environ.get("RAY_ADDRESS") or None,
                    help="join a Ray cluster: auto or HOST:PORT (default: $RAY_ADDRESS, as Ray's "
                         "own tools and `ray job submit` set it; else start one)")
@@ -322,7 +327,8 @@ def search_status(outcome: Any) -> int:
 def _cmd_resume(a: argparse.Namespace) -> int:
     from search.tuner import resume_search
 
-    return _searching(lambda printer: resume_search(a.run_dir, address=a.address, printer=printer),
+    return _searching(lambda printer: resume_search(a.run_dir, address=a.address, printer=printer,
+                                                    budget=a.budget, max_trials=a.max_trials),
                       a.no_report)
 
 

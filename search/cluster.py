@@ -20,7 +20,9 @@ log = logging.getLogger(__name__)
 _GPU_SHARE_STEP = 1 / 8  # "auto" GPU shares are rounded up to eighths of a GPU
 # Training holds fp32 weights, gradients and momentum plus bf16 copies: 16 bytes a parameter.
 TRAIN_BYTES_PER_PARAMETER = 16
-_DEFAULT_GPU_MEMORY = 16 * 2**30  # assumed when the driver cannot see the cluster's GPUs
+_DEFAULT_GPU_MEMORY = 16 * 2**30  # assumed when no GPU of the cluster or the driver answers
+GPU_PROBE_SHARE = 0.01  # the share of a GPU the memory probe asks for: fits beside trials
+GPU_PROBE_TIMEOUT_S = 30.0  # a cluster whose GPUs are all taken must not hold up the start
 
 
 def prefer_loopback() -> None:
@@ -111,13 +113,93 @@ def auto_gpu_share(depth: int, width: int, batch_size: int, gpu_memory_bytes: in
     return min(1.0, math.ceil(need / _GPU_SHARE_STEP) * _GPU_SHARE_STEP)
 
 
-def local_gpu_memory() -> int:
-    """Memory of the driver's first GPU, or a conservative default when it has none."""
+def _driver_gpu_memory() -> int | None:
+    """Memory of the driver's first GPU; None when it has none (a CPU head node)."""
     import torch
 
     if torch.cuda.is_available():
         return int(torch.cuda.get_device_properties(0).total_memory)
-    return _DEFAULT_GPU_MEMORY
+    return None
+
+
+def gpu_node_groups(nodes: list[dict[str, Any]]) -> list[str]:
+    """One node id per kind of GPU node (its accelerator type and GPU count), from Ray's
+    `ray.nodes()` entries: GPUs of one kind have one memory size, so one probe each is enough."""
+    chosen: dict[tuple[Any, ...], str] = {}
+    for node in nodes:
+        resources = node.get("Resources", {})
+        if not node.get("Alive") or resources.get("GPU", 0.0) <= 0:
+            continue
+        kind = (tuple(sorted(k for k in resources if k.startswith("accelerator_type:"))),
+                resources.get("GPU"))
+        chosen.setdefault(kind, node["NodeID"])
+    return list(chosen.values())
+
+
+def smallest_gpu_memory(reports: list[int | None], driver: int | None) -> tuple[int, str | None]:
+    """The memory "auto" GPU shares are sized for: the smallest GPU the trial nodes reported,
+    else the driver's GPU, else 16 GiB; with a warning line when it is not the nodes' own."""
+    answered = [r for r in reports if isinstance(r, int) and r > 0]
+    if answered:
+        return min(answered), None
+    if driver:
+        return driver, (f"no GPU node of the cluster reported its memory; \"auto\" GPU shares are "
+                        f"sized for the driver's GPU ({driver / 2**30:.0f} GiB)")
+    return _DEFAULT_GPU_MEMORY, ("no GPU node of the cluster reported its memory and this machine "
+                                 "has no GPU; \"auto\" GPU shares assume 16 GiB GPUs (set "
+                                 "resources.gpus_per_trial to a share to choose it yourself)")
+
+
+def _gpu_memory_of_this_node() -> int | None:
+    """Run on a GPU node as a Ray task: the memory of the GPU Ray gave it."""
+    import torch
+
+    if not torch.cuda.is_available():
+        return None
+    return int(torch.cuda.get_device_properties(0).total_memory)
+
+
+def probe_gpu_memory(node_ids: list[str], timeout_s: float = GPU_PROBE_TIMEOUT_S) -> list[int | None]:
+    """Ask each node in `node_ids` for its GPU's memory with a tiny task pinned to it (a
+    GPU_PROBE_SHARE of a GPU); a node that does not answer within `timeout_s` (its GPUs all
+    taken, or no CUDA there) answers None. Ray's node resources count GPUs, not memory."""
+    import ray
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    if not node_ids or not ray.is_initialized():
+        return [None] * len(node_ids)
+    task = ray.remote(num_gpus=GPU_PROBE_SHARE, num_cpus=0, max_retries=0)(_gpu_memory_of_this_node)
+    refs = [task.options(scheduling_strategy=NodeAffinitySchedulingStrategy(node_id, soft=False))
+            .remote() for node_id in node_ids]
+    ready, waiting = ray.wait(refs, num_returns=len(refs), timeout=timeout_s)
+    for ref in waiting:
+        ray.cancel(ref, force=True)
+    answers: list[int | None] = []
+    for ref in refs:
+        try:
+            answers.append(ray.get(ref, timeout=1.0) if ref in ready else None)
+        except Exception:  # noqa: BLE001 - a failed probe is a node that did not answer
+            answers.append(None)
+    return answers
+
+
+_PROBED: dict[tuple[str, ...], int] = {}  # GPU node ids -> memory, once per driver process
+
+
+def trial_gpu_memory(timeout_s: float = GPU_PROBE_TIMEOUT_S) -> int:
+    """GPU memory for "auto" shares, from the GPU nodes that will run the trials (a CPU head
+    node has none), probed once per set of nodes; see `smallest_gpu_memory` for fallbacks."""
+    import ray
+
+    node_ids = gpu_node_groups(ray.nodes()) if ray.is_initialized() else []
+    key = tuple(sorted(node_ids))
+    if key not in _PROBED:
+        memory, warning = smallest_gpu_memory(probe_gpu_memory(node_ids, timeout_s),
+                                              _driver_gpu_memory())
+        if warning:
+            log.warning("%s", warning)
+        _PROBED[key] = memory
+    return _PROBED[key]
 
 
 class TrialResources:

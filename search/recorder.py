@@ -84,12 +84,24 @@ class RunRecorder(tune.Callback):
 
     # ---------------------------------------------------------------- events
     def _event(self, trial: Any, event: str, error: str | None = None) -> None:
-        last = trial.last_result or {}
+        self._line(trial.trial_id, trial.last_result or {}, event, error)
+
+    def _line(self, trial_id: str, last: dict[str, Any], event: str, error: str | None) -> None:
         line = json.dumps({
-            "time": time.time(), "trial_id": trial.trial_id, "event": event,
+            "time": time.time(), "trial_id": trial_id, "event": event,
             "epochs_done": last.get(M.EPOCHS_DONE), "error": error,
         })
         self.files.append_line(run_files.EVENTS_FILE, line)
+
+    def record_stopped(self, ended: dict[str, dict[str, Any]]) -> None:
+        """A "complete" event for each trial Ray ended (`ended`: id -> last result) that has
+        none: Ray's budget stop ends the running trials without telling the callbacks, and
+        a search continued with more budget must count them as over (early-stopped), not as
+        still running."""
+        over = self.ended_trials()
+        for trial_id, last in sorted(ended.items()):
+            if trial_id not in over:
+                self._line(trial_id, last, "complete", None)
 
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self._event(trial, "start")

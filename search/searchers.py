@@ -42,7 +42,7 @@ from typing import Any
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
-from ray.tune.search import Searcher
+from ray.tune.search import ConcurrencyLimiter, Searcher, SearchGenerator
 from ray.tune.search.optuna import OptunaSearch
 
 from search.budget import BudgetClock, BudgetGate
@@ -128,12 +128,13 @@ class FidelityAwareOptunaSearch(OptunaSearch):
         self._records: dict[str, _TrialRecord] = {}
         self._idle: tuple[int, int] | None = None  # (finished, model version) when nothing fit
         self._ended: str | None = None  # why the searcher finished: "space" or "budget"
+        self._reopen = False  # `reopen`: forget, on restore, that the search had ended
 
     # ------------------------------------------------------------------ restore
     def restore(self, checkpoint_path: str) -> None:
         """Ray's restore replaces the whole state; the live budget gate (and its clock, shared
         with the recorder and the scheduler) is kept."""
-        gate, run_dir = self._gate, self._run_dir
+        gate, run_dir, reopen = self._gate, self._run_dir, getattr(self, "_reopen", False)
         super().restore(checkpoint_path)
         if gate is not None:
             gate.cost = self._gate.cost  # what was learned about the cluster's speed
@@ -141,6 +142,9 @@ class FidelityAwareOptunaSearch(OptunaSearch):
         if run_dir is not None:
             self.attach_run(run_dir)  # the restored journal names the folder it was saved in
         self._reconcile = True
+        self._reopen = False
+        if reopen:  # `resume --budget/--max-trials` gave the search room: it may propose again
+            self._ended, self._idle = None, None
 
     def attach_run(self, run_dir: str) -> None:
         """Keep the study's journal in the run folder where it is now (it may have moved since
@@ -177,9 +181,21 @@ class FidelityAwareOptunaSearch(OptunaSearch):
                 storage.set_trial_user_attr(t._trial_id, NOT_TRAINED, LOST)  # noqa: SLF001
                 storage.set_trial_state_values(t._trial_id, TrialState.FAIL)  # noqa: SLF001
 
+    def reopen(self) -> None:
+        """Let an ended search propose again after `resume --budget/--max-trials`: the state
+        restored from the run (study, cost model, the proposer's observations) is kept, only
+        the "space"/"budget" end and the nothing-fits latch are forgotten (a space that is
+        really used up ends again at the first suggestion)."""
+        self._reopen = True
+        self._ended, self._idle = None, None
+
     def attach_clock(self, clock: BudgetClock) -> None:
         """Hold trials to the run's live clock (shared with the recorder and the scheduler)."""
         self._gate.clock = clock
+
+    def running(self) -> list[str]:
+        """Ids of the trials this searcher suggested and has not heard the end of."""
+        return [trial_id for trial_id, r in self._records.items() if not r.finished]
 
     @property
     def ended(self) -> str | None:
@@ -205,7 +221,8 @@ class FidelityAwareOptunaSearch(OptunaSearch):
                 self._gate.observe(trial_id, record.candidate.config, result)
             if error:
                 record.result = {}
-        if result and not error and result.get(M.EPOCHS_DONE, 0) < result.get(M.MAX_EPOCHS, 0):
+        if result and not error and (result.get(M.EPOCHS_DONE, 0) < result.get(M.MAX_EPOCHS, 0)
+                                     or any(result.get(m) is None for m, _ in OBJECTIVES)):
             result = None  # with no values and no error, Ray tells Optuna PRUNED
         super().on_trial_complete(trial_id, result, error)
 
@@ -315,6 +332,47 @@ class FidelityAwareOptunaSearch(OptunaSearch):
         trials = self._ot_study.get_trials(deepcopy=False)
         return space_exhausted(self._space, [t.params for t in trials if t.state != TrialState.WAITING
                                              and t.user_attrs.get(NOT_TRAINED) != LOST])
+
+
+class ExtendedSearch(SearchGenerator):
+    """Ray's SearchGenerator for a search continued with more room (`resume --budget +2h`,
+    `--max-trials +10`). Ray restores the generator's trial cap and its "finished" flag from
+    the run (search_gen_state-*.json) after the TuneConfig is read, so a finished experiment
+    would start nothing; this one takes the new cap and forgets that it had finished, through
+    the public get_state/set_state pair. Not pickled into tuner.pkl (Ray writes that only when
+    a search starts), so a later plain `resume` is Ray's own generator again.
+
+    `ended`: the trials Ray will not run again (TERMINATED or ERROR in the run), with their
+    last results. When the budget ran out, Ray's stopper ended the running trials without
+    telling the searcher, so the restored searcher (and Ray's ConcurrencyLimiter) would wait
+    for them forever; they are told here that those trials are over.
+    """
+
+    def __init__(self, searcher: Searcher, *, total_samples: int, max_concurrent: int | None,
+                 ended: dict[str, dict] | None = None) -> None:
+        inner = ConcurrencyLimiter(searcher, max_concurrent=max_concurrent) if max_concurrent else searcher
+        super().__init__(inner)
+        self.extended_total = total_samples
+        self.ended = dict(ended or {})
+
+    def set_state(self, state: dict) -> None:
+        super().set_state({**state, "total_samples": self.extended_total, "finished": False})
+
+    def restore_from_dir(self, dirpath: str) -> None:
+        super().restore_from_dir(dirpath)
+        base = base_searcher(self)
+        live = set(base.running()) if isinstance(base, FidelityAwareOptunaSearch) else set()
+        if isinstance(self.searcher, ConcurrencyLimiter):
+            live |= set(self.searcher.live_trials)
+        for trial_id in sorted(live & set(self.ended)):
+            self.on_trial_complete(trial_id, result=self.ended[trial_id])
+
+
+def base_searcher(search_alg: Any) -> Any:
+    """The searcher inside Ray's wrappers (SearchGenerator, ConcurrencyLimiter)."""
+    while hasattr(search_alg, "searcher"):
+        search_alg = search_alg.searcher
+    return search_alg
 
 
 def _searched(params: dict[str, Any], view: Space) -> dict[str, Any]:

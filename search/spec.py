@@ -255,6 +255,42 @@ class BudgetConfig:
         check_bool("budget.only_finishable", self.only_finishable)
 
 
+_EXTEND_BUDGET = "a duration to add ('+2h', '+30m') or the new total ('5h')"
+_EXTEND_TRIALS = "a number of trials to add ('+10') or the new cap ('50')"
+
+
+def extended_budget(budget: BudgetConfig, *, time: str | None, max_trials: str | None,
+                    spent_s: float, started: int) -> BudgetConfig:
+    """`resume --budget/--max-trials`: "+X" adds to the run's budget or trial cap, a plain value
+    is the new total. A total must exceed what the run already spent or started, else resuming
+    would end at once; bad values are one line, before Ray starts."""
+    from trainables.formats import duration
+
+    new_time, new_trials = float(budget.time), budget.max_trials
+    if time is not None:
+        text = time.strip()
+        relative = text.startswith("+")
+        try:
+            amount = parse_duration(text[1:] if relative else text, "--budget")
+        except ConfigError:
+            raise fail("--budget", time, _EXTEND_BUDGET) from None
+        new_time = new_time + amount if relative else amount
+        if new_time <= spent_s:
+            raise fail("--budget", time, f"the new budget ({duration(new_time)}) must exceed the "
+                                         f"{duration(spent_s)} the search already spent")
+    if max_trials is not None:
+        text = max_trials.strip()
+        relative = text.startswith("+")
+        digits = text[1:] if relative else text
+        if not digits.isdigit() or int(digits) < 1:
+            raise fail("--max-trials", max_trials, _EXTEND_TRIALS)
+        new_trials = new_trials + int(digits) if relative else int(digits)
+        if new_trials <= started:
+            raise fail("--max-trials", max_trials, f"the new cap ({new_trials}) must exceed the "
+                                                   f"{started} trials the search already started")
+    return dataclasses.replace(budget, time=new_time, max_trials=new_trials)
+
+
 @dataclass(frozen=True)
 class ResourcesConfig:
     cpus_per_trial: float = 1.0

@@ -7,6 +7,7 @@ record next to the trial folders.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -23,26 +24,29 @@ from ray import tune
 
 from analysis.load import FINISHED_STATES, load_run
 from analysis.spend import busy_seconds, training_spans
-from search.budget import BudgetClock, BudgetGate
-from search.cluster import TrialResources, check_resources, local_gpu_memory, start_ray
+from search.budget import BudgetClock, BudgetGate, BudgetStopper
+from search.cluster import TrialResources, check_resources, start_ray, trial_gpu_memory
 from search.cost_model import GPU_PRIOR_FLOPS_PER_S, CostModel, measure_cpu_flops_per_s
 from search.proposer import Space
 from search.recorder import RunRecorder, new_run_state
 from search.schedulers import build_scheduler, milestones
 from search.searchers import (
     JOURNAL_IN_RUN,
+    ExtendedSearch,
     FidelityAwareOptunaSearch,
+    base_searcher,
     build_searcher,
     journal_path,
     num_trials,
     space_exhausted,
 )
-from search.spec import ExperimentSpec, has_password, resolve_optuna_url
+from search.spec import ExperimentSpec, extended_budget, has_password, resolve_optuna_url
 from trainables import metrics as M
 from trainables.config import RAY_TRIAL_KEY, ConfigError, not_a_run, trial_from_ray
 from trainables.formats import mask_secrets
 from trainables.run_files import (
     DRIVER_DIR,
+    EVENTS_FILE,
     PARAMS_FILE,
     RUN_FILE,
     SPEC_JSON,
@@ -53,6 +57,7 @@ from trainables.run_files import (
     finite_number,
     join_uri,
     one_line,
+    parse_json_lines,
     read_json_object,
 )
 from trainables.tune_trial import CHECKPOINT_INTERVAL, REPORT_EPOCHS, train_wrn
@@ -86,11 +91,11 @@ def absolute_storage(path: str) -> str:
 
 def _resources(spec: ExperimentSpec, nodes: list[dict[str, float]]) -> TrialResources:
     gpus = spec.resources.gpus_per_trial
+    cluster_gpus = max((n.get("GPU", 0.0) for n in nodes), default=0.0)
     return TrialResources(
-        cpus=spec.resources.cpus_per_trial, gpus=gpus,
-        cluster_gpus=max((n.get("GPU", 0.0) for n in nodes), default=0.0),
+        cpus=spec.resources.cpus_per_trial, gpus=gpus, cluster_gpus=cluster_gpus,
         batch_size=spec.training.batch_size,
-        gpu_memory_bytes=local_gpu_memory() if gpus == "auto" else 0,
+        gpu_memory_bytes=trial_gpu_memory() if gpus == "auto" and cluster_gpus > 0 else 0,
     )
 
 
@@ -190,7 +195,8 @@ def build_tuner(spec: ExperimentSpec, nodes: list[dict[str, float]],
         scheduler=scheduler,
         num_samples=num_trials(spec),
         max_concurrent_trials=spec.budget.max_concurrent,
-        time_budget_s=spec.budget.time,
+        # No time_budget_s: Ray restores its TimeoutStopper with what it had left, so a search
+        # given more budget would stop at once; BudgetStopper reads the run's clock instead.
         # One worker process per slot, not per trial: a new process re-imports torch and Ray
         # (~5 s a trial). Measured in benchmarks/ray_overhead.py: 12% -> 0.3% overhead on
         # one-minute trials, worker utilisation 58% -> 91% (docs/benchmarks.md).
@@ -204,6 +210,7 @@ def build_tuner(spec: ExperimentSpec, nodes: list[dict[str, float]],
         # The latest checkpoint holds both the last state and the best weights.
         checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
         callbacks=[RunRecorder(run_dir, printer, clock=clock)],
+        stop=BudgetStopper(clock),
         verbose=0,
     )
     return tune.Tuner(_trainable(spec, nodes, trainable),
@@ -223,16 +230,20 @@ def _tune_config(tuner: tune.Tuner) -> tune.TuneConfig:
 
 
 def _searcher(tuner: tune.Tuner) -> FidelityAwareOptunaSearch | None:
-    searcher = _tune_config(tuner).search_alg
+    searcher = base_searcher(_tune_config(tuner).search_alg)
     return searcher if isinstance(searcher, FidelityAwareOptunaSearch) else None
 
 
-def _attach(tuner: tune.Tuner, run_dir: str, printer: Callable[[str], None] | None) -> None:
+def _attach(tuner: tune.Tuner, run_dir: str, printer: Callable[[str], None] | None,
+            budget_s: float | None = None) -> None:
     """Point the recorder, the budget clock it shares with the searcher and the scheduler,
     the scheduler's decision record and the study's journal at the run folder where it is
-    now (a resumed one may have moved)."""
+    now (a resumed one may have moved); `budget_s`: the run's budget now (`resume --budget`
+    may have raised it)."""
     recorder = _recorder(tuner)
     recorder.attach(run_dir, printer)
+    if budget_s is not None:
+        recorder.clock.budget_s = float(budget_s)
     scheduler = _tune_config(tuner).scheduler
     if hasattr(scheduler, "attach"):
         scheduler.attach(run_dir, recorder.clock)
@@ -375,9 +386,12 @@ def _spec_from_toml(run_dir: str, files: RunFiles) -> ExperimentSpec | None:
         storage, _, name = run_dir.rstrip("/").rpartition("/")
         raw["name"] = name
         raw.setdefault("storage", {})["path"] = storage
-        budget = finite_number(files.read_json(RUN_FILE).get("budget_s"))
+        record = files.read_json(RUN_FILE)
+        budget = finite_number(record.get("budget_s"))
         if budget is not None:
             raw.setdefault("budget", {})["time"] = budget
+        if isinstance(record.get("max_trials"), int):  # `resume --max-trials` raised it
+            raw.setdefault("budget", {})["max_trials"] = record["max_trials"]
         return ExperimentSpec.from_dict(raw)
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError, ConfigError, AttributeError,
             TypeError):
@@ -424,10 +438,79 @@ def rebuild_run_record(run_dir: Path, spec: ExperimentSpec, record: dict[str, An
     return {**facts, **record, "rebuilt": rebuilt}
 
 
+ROOM_FLAGS = "--budget +1h or --max-trials +10"  # how `resume` gives an ended search room
+
+
+def extend_run(run_dir: str, spec: ExperimentSpec, state: dict[str, Any], *, budget: str | None,
+               max_trials: str | None) -> tuple[ExperimentSpec, dict[str, Any]]:
+    """The spec with `resume --budget/--max-trials` applied, and the extension's record for
+    run.json. An ended search must get room from them: a finished one whose trial cap or space
+    is used up, or a budget-exhausted one given no budget, is refused in one line."""
+    started, configs = _started(run_dir)
+    spent = finite_number(state.get("elapsed_s")) or 0.0
+    new = dataclasses.replace(spec, budget=extended_budget(
+        spec.budget, time=budget, max_trials=max_trials, spent_s=spent, started=started))
+    if state["state"] in FINISHED_STATES:
+        used_up = []
+        if started >= num_trials(new):
+            used_up.append(f"its {started} trials reached the trial cap (raise it with --max-trials)")
+        if spent >= new.budget.time * 0.99 or (state["state"] == "budget_exhausted" and budget is None):
+            used_up.append("its budget is spent (raise it with --budget)")
+        if space_exhausted(spec.space, configs):
+            used_up.append("every configuration of its space was tried (start a new search with run)")
+        if used_up:
+            raise ConfigError(f"RUN_DIR: {run_dir!r} is not allowed; that search already "
+                              f"{state['state'].replace('_', ' ')} and " + "; ".join(used_up))
+    record = {"time": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+              "budget": budget, "max_trials": max_trials,
+              "budget_s_before": spec.budget.time, "budget_s": new.budget.time,
+              "max_trials_before": spec.budget.max_trials, "max_trials_after": new.budget.max_trials,
+              "state_before": state["state"]}
+    return new, record
+
+
+def _started(run_dir: str) -> tuple[int, list[dict[str, Any]]]:
+    """How many trials a run started, and their configurations: from the trial folders, or on
+    object storage (which `analysis` does not read) from the driver's start events alone."""
+    if "://" not in run_dir:
+        run = load_run(Path(run_dir))
+        configs = [read_json_object(Path(run_dir) / d / PARAMS_FILE) for d in run.trials["trial_dir"]]
+        return len(run.trials) + len(run.unreadable), configs
+    files = RunFiles(run_dir)
+    text = files.read_text(EVENTS_FILE) if files.exists(EVENTS_FILE) else ""
+    events, _ = parse_json_lines(text)
+    return len({e.get("trial_id") for e in events if e.get("event") == "start"}), []
+
+
+def _extend_tuner(tuner: tune.Tuner, run_dir: str, spec: ExperimentSpec) -> None:
+    """Let a restored Tuner run more trials (`resume --budget/--max-trials`).
+
+    Ray ignores the restored TuneConfig's num_samples: the trial cap and a "finished" flag come
+    back from the run's saved generator state, so the Tuner gets a generator that takes the new
+    cap, forgets it had finished and hears the end of the trials the budget's end stopped
+    (`ExtendedSearch`), and a searcher that may propose again. The budget itself is the
+    clock's (run.json, `BudgetStopper`).
+    """
+    config = _tune_config(tuner)
+    config.num_samples = num_trials(spec)  # what Ray would start with; the generator holds it
+    searcher = base_searcher(config.search_alg)
+    if isinstance(searcher, FidelityAwareOptunaSearch):
+        searcher.reopen()
+    ended = {t.trial_id: dict(t.last_result or {}) for t in tune.ExperimentAnalysis(run_dir).trials
+             if t.status in ("TERMINATED", "ERROR")}
+    _recorder(tuner).record_stopped(ended)
+    config.search_alg = ExtendedSearch(searcher, total_samples=num_trials(spec),
+                                       max_concurrent=config.max_concurrent_trials, ended=ended)
+    config.max_concurrent_trials = None  # held by ExtendedSearch's ConcurrencyLimiter
+
+
 def resume_search(run_dir: str, *, address: str | None = None,
                   printer: Callable[[str], None] | None = None,
-                  trainable: Callable[[dict[str, Any]], None] = train_wrn) -> Outcome:
-    """Continue an interrupted or crashed search with what is left of its budget.
+                  trainable: Callable[[dict[str, Any]], None] = train_wrn,
+                  budget: str | None = None, max_trials: str | None = None) -> Outcome:
+    """Continue an interrupted or crashed search with what is left of its budget; with
+    `budget` / `max_trials` ("+2h" adds, "5h" is the new total), also a finished or
+    budget-exhausted one, with more room.
 
     Finished trials stay as they are; trials that were running continue from their last
     checkpoint; the searcher and scheduler come back with their state.
@@ -437,18 +520,28 @@ def resume_search(run_dir: str, *, address: str | None = None,
     spec = load_run_spec(run_dir)
     files = RunFiles(run_dir)
     state = run_record(run_dir, spec)
-    if state["state"] in FINISHED_STATES:
+    extension = None
+    if budget is not None or max_trials is not None:
+        spec, extension = extend_run(run_dir, spec, state, budget=budget, max_trials=max_trials)
+    elif state["state"] in FINISHED_STATES:
         raise ConfigError(f"RUN_DIR: {run_dir!r} is not allowed; that search already "
-                          f"{state['state'].replace('_', ' ')} (start a new one with run)")
+                          f"{state['state'].replace('_', ' ')} (give it more with {ROOM_FLAGS}, "
+                          "or start a new one with run)")
     _check_optuna_url(spec, resuming=True)
     _check_journal(run_dir, state)
     nodes = start_ray(address)
     check_resources(spec.resources.cpus_per_trial, spec.resources.gpus_per_trial, nodes)
-    files.write_json(RUN_FILE, {**state, "state": "running",
-                                "resumes": state.get("resumes", 0) + 1})
+    record = {**state, "state": "running", "resumes": state.get("resumes", 0) + 1}
+    if extension is not None:  # the new totals, for this session and any later plain resume
+        files.write_json(SPEC_JSON, spec.to_json())
+        record.update(budget_s=spec.budget.time, max_trials=spec.budget.max_trials,
+                      extensions=[*state.get("extensions", []), extension])
+    files.write_json(RUN_FILE, record)
     tuner = tune.Tuner.restore(run_dir, trainable=_trainable(spec, nodes, trainable),
                                resume_unfinished=True, resume_errored=False)
-    _attach(tuner, run_dir, printer)  # the folder may have moved since it was saved
+    _attach(tuner, run_dir, printer, spec.budget.time)  # the folder may have moved since
+    if extension is not None:
+        _extend_tuner(tuner, run_dir, spec)
     return _finish(tuner, spec, run_dir)
 
 

@@ -1,9 +1,13 @@
 """The Ray and Optuna releases this code is tested with, checked before Ray starts.
 
 The search reaches into private attributes where no public API exists: the Tuner's
-`_local_tuner` (to re-attach callbacks on resume, `search/tuner.py`), OptunaSearch's
-`_ot_study`/`_ot_trials`/`_space` (enqueued proposals and twins, `search/searchers.py`), and
-ASHA's brackets and rungs (`search/asha.py`). A release that renames any of them would fail
+`_local_tuner` (to re-attach callbacks on resume, `search/tuner.py`) and its `_tune_config`
+(to give an extended search its own search generator), OptunaSearch's
+`_ot_study`/`_ot_trials`/`_space` (enqueued proposals and twins, `search/searchers.py`),
+the keys of SearchGenerator's saved state ("total_samples", "finished": `ExtendedSearch`,
+`search/searchers.py`), and ASHA's brackets and rungs (`search/asha.py`). It also relies on
+Ray restoring the TuneController's stopper from the experiment state (why the budget is a
+`BudgetStopper`, `search/budget.py`). A release that renames any of them would fail
 deep inside a search, or silently misbehave; so an untested release is refused in one line
 before anything starts, unless the user opts in with WRN_SEARCH_ALLOW_UNTESTED=1 (then it
 is a warning). pyautoattack is checked the same way where it is used

@@ -8,7 +8,7 @@ import pickle
 import pytest
 from conftest import tiny_trial
 
-from search.budget import BudgetClock, BudgetGate, seconds_to_finish
+from search.budget import BudgetClock, BudgetGate, BudgetStopper, seconds_to_finish
 from search.cluster import TrialResources
 from search.cost_model import CostModel
 from trainables import metrics as M
@@ -69,3 +69,19 @@ def test_the_budget_clock_continues_from_run_json(tmp_path) -> None:
     (tmp_path / run_files.DRIVER_DIR / run_files.RUN_FILE).write_text('{"elapsed_s": 300.0}')
     again = pickle.loads(pickle.dumps(clock))  # a resumed search re-reads what was recorded
     assert 300.0 <= again.elapsed_s < 305.0
+
+
+def test_an_unpickled_clock_and_stopper_take_the_budget_resume_raised(tmp_path) -> None:
+    """Ray restores its stopper from the experiment state on resume; ours re-reads run.json,
+    so `resume --budget +2h` (which rewrites budget_s there) reaches it."""
+    files = run_files.RunFiles(str(tmp_path))
+    files.write_json(run_files.RUN_FILE, {"budget_s": 60.0, "elapsed_s": 60.0})
+    stopper = BudgetStopper(BudgetClock(str(tmp_path), 60.0))
+    blob = pickle.dumps(stopper)
+    assert pickle.loads(blob).stop_all()  # the budget is spent
+    files.write_json(run_files.RUN_FILE, {"budget_s": 7260.0, "elapsed_s": 60.0})
+    restored = pickle.loads(blob)
+    assert restored.clock.budget_s == 7260.0 and not restored.stop_all()
+    assert not restored("trial", {})  # single trials are the schedulers' to stop
+    fresh = BudgetClock(str(tmp_path), 30.0)  # a new clock keeps the budget it is given
+    assert fresh.budget_s == 30.0

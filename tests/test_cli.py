@@ -210,3 +210,49 @@ def test_a_model_too_large_to_train_is_one_line_before_ray(tmp_path: Path,
         line = _one_error_line(capsys, main(args))
         assert "space: 'WRN-28-100000' is not allowed; the space's largest model has 3.64e+15 " \
                "parameters" in line
+
+
+@pytest.fixture
+def finished_run(tmp_path: Path) -> Path:
+    """A search that finished at its trial cap (2 trials, 90 s of a 300 s budget), made by
+    hand: `resume`'s checks run before Ray starts."""
+    from test_tuner import _damaged_run
+
+    from trainables import run_files
+
+    run_dir = _damaged_run(tmp_path, (9, 9))
+    (run_dir / run_files.DRIVER_DIR / run_files.RUN_FILE).write_text(json.dumps(
+        {"name": "tiny", "budget_s": 300.0, "elapsed_s": 90.0, "state": "finished", "resumes": 0,
+         "created": "2026-09-21T14:13:20+00:00"}))
+    return run_dir
+
+
+@pytest.mark.parametrize(("flags", "needle"), [
+    ([], "that search already finished (give it more with --budget +1h or --max-trials +10"),
+    (["--budget=-5m"], "--budget: '-5m' is not allowed; a duration to add ('+2h', '+30m') or the "
+                       "new total ('5h')"),
+    (["--budget", "-5m"], "argument --budget: expected one argument"),
+    (["--budget", "+abc"], "--budget: '+abc' is not allowed"),
+    (["--budget", "+"], "--budget: '+' is not allowed"),
+    (["--budget", "1m"], "--budget: '1m' is not allowed; the new budget (1m00s) must exceed the "
+                         "1m30s the search already spent"),
+    (["--max-trials", "0"], "--max-trials: '0' is not allowed; a number of trials to add"),
+    (["--max-trials", "+0"], "--max-trials: '+0' is not allowed"),
+    (["--max-trials", "2.5"], "--max-trials: '2.5' is not allowed"),
+    (["--max-trials", "2"], "--max-trials: '2' is not allowed; the new cap (2) must exceed the 2 "
+                            "trials the search already started"),
+    (["--budget", "+30s"], "that search already finished and its 2 trials reached the trial cap "
+                           "(raise it with --max-trials)"),
+])
+def test_resume_bad_extensions_are_one_line_and_exit_2(finished_run: Path, flags: list[str],
+                                                       needle: str,
+                                                       capsys: pytest.CaptureFixture) -> None:
+    from trainables import run_files
+
+    before = (finished_run / run_files.DRIVER_DIR / run_files.RUN_FILE).read_text()
+    try:
+        code = main(["resume", str(finished_run), *flags])
+    except SystemExit as exit_:  # argparse's own errors
+        code = exit_.code
+    assert needle in _one_error_line(capsys, code)
+    assert (finished_run / run_files.DRIVER_DIR / run_files.RUN_FILE).read_text() == before

@@ -7,7 +7,16 @@ from pathlib import Path
 import pytest
 from test_spec import VALID
 
-from search.cluster import TrialResources, auto_gpu_share, check_resources, estimate_trial_memory_bytes
+from search.cluster import (
+    TrialResources,
+    auto_gpu_share,
+    check_resources,
+    estimate_trial_memory_bytes,
+    gpu_node_groups,
+    probe_gpu_memory,
+    smallest_gpu_memory,
+    trial_gpu_memory,
+)
 from search.searchers import build_searcher
 from search.spec import ExperimentSpec
 from trainables.config import ConfigError, RayStartError
@@ -69,3 +78,60 @@ def test_ray_that_does_not_start_is_one_line_with_its_own_exit_status(monkeypatc
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("wrn-search: error: Ray did not start"), err
     assert not any(tmp_path.iterdir())  # nothing written
+
+
+def _node(node_id: str, gpus: float, kind: str | None = None, alive: bool = True) -> dict:
+    resources = {"CPU": 8.0, **({"GPU": gpus} if gpus else {})}
+    if kind:
+        resources[f"accelerator_type:{kind}"] = 1.0
+    return {"NodeID": node_id, "Alive": alive, "Resources": resources}
+
+
+def test_auto_gpu_memory_comes_from_the_gpu_nodes_not_the_driver() -> None:
+    """A CPU head node and GPU workers: one probe per kind of GPU node, the smallest answer
+    wins; without answers the driver's GPU, then 16 GiB, each with a warning line."""
+    gib = 2**30
+    nodes = [_node("head", 0), _node("a1", 8, "A100"), _node("a2", 8, "A100"),
+             _node("h1", 4, "H100"), _node("dead", 8, "T4", alive=False), _node("x", 2)]
+    assert gpu_node_groups(nodes) == ["a1", "h1", "x"]
+    assert smallest_gpu_memory([80 * gib, 40 * gib, None], driver=None) == (40 * gib, None)
+    memory, warning = smallest_gpu_memory([None, None], driver=24 * gib)
+    assert memory == 24 * gib and "driver's GPU (24 GiB)" in warning
+    memory, warning = smallest_gpu_memory([], driver=None)
+    assert memory == 16 * gib and "assume 16 GiB" in warning and len(warning.splitlines()) == 1
+
+
+def test_the_gpu_memory_probe_is_bounded_and_falls_back_on_a_real_ray(caplog) -> None:
+    """A real local Ray that advertises a GPU this machine does not have: the probe's task runs
+    there and finds no CUDA; with the GPU held by an actor it cannot be scheduled and gives up
+    after its timeout. Either way "auto" shares fall back to 16 GiB with a warning."""
+    import time
+
+    import ray
+
+    from search import cluster
+
+    if ray.is_initialized():
+        ray.shutdown()
+    ray.init(num_cpus=1, num_gpus=1, include_dashboard=False, log_to_driver=False)
+    try:
+        [node_id] = gpu_node_groups(ray.nodes())
+        assert probe_gpu_memory([node_id], timeout_s=120) == [None]  # ran, no CUDA here
+        cluster._PROBED.clear()
+        with caplog.at_level("WARNING", logger="search.cluster"):
+            assert trial_gpu_memory(timeout_s=120) == 16 * 2**30
+        assert "assume 16 GiB" in caplog.text
+
+        @ray.remote(num_gpus=1, num_cpus=0)
+        class Holder:
+            def ready(self) -> bool:
+                return True
+
+        holder = Holder.remote()
+        ray.get(holder.ready.remote(), timeout=120)
+        started = time.time()
+        assert probe_gpu_memory([node_id], timeout_s=3) == [None]  # every GPU share is taken
+        assert time.time() - started < 20
+    finally:
+        cluster._PROBED.clear()
+        ray.shutdown()

@@ -579,3 +579,93 @@ def test_an_env_optuna_url_is_pickled_as_written_and_resolved_on_restore(
         pickle.loads(blob)
     assert str(err.value).startswith("storage.optuna_url: 'env:WRN_OPTUNA_URL' is not allowed; "
                                      "the environment variable WRN_OPTUNA_URL is not set")
+
+
+def _params(run_dir: Path) -> dict[str, dict[str, Any]]:
+    """Each trial folder's searched configuration (params.json), by folder name; a trial the
+    budget's end stopped before it started has a folder but no params.json."""
+    return {d.name: json.loads((d / "params.json").read_text()) for d in sorted(run_dir.glob("trial_*"))
+            if (d / "params.json").exists()}
+
+
+_SEARCHED = (M.DEPTH, M.WIDTH, M.TRAIN_EPS, M.TRAIN_STEPS)
+
+
+def _key(params: dict[str, Any]) -> tuple[Any, ...]:
+    return tuple(params.get(k) for k in _SEARCHED)
+
+
+def test_resume_max_trials_extends_a_finished_search_with_its_searcher_state(
+        tmp_path: Path, local_ray) -> None:
+    """`resume --max-trials +2` on a search that finished at its trial cap: two more trials
+    run, the old ones are untouched, and the new ones are not the old ones again (a fresh
+    random sampler with the same seed would draw exactly the old configurations first)."""
+    raw = tiny_spec(tmp_path, budget={"max_trials": 2, "max_concurrent": 2},
+                    searcher={"kind": "random", "seed": 0}, training={"epochs": 1},
+                    space={"width": [1, 2], "train_eps": ["2/255", "4/255", "8/255"],
+                           "train_steps": [1, 2]})
+    first = run_search(ExperimentSpec.from_dict(raw))
+    run_dir = tmp_path / "tiny"
+    assert first.state == "finished" and first.trials == 2
+    before, params_before = _results(run_dir), _params(run_dir)
+    with pytest.raises(ConfigError, match="--max-trials"):  # a plain resume says how to extend
+        resume_search(str(run_dir))
+
+    outcome = resume_search(str(run_dir), max_trials="+2")
+    assert outcome.state == "finished" and outcome.trials == 4 and outcome.errored == 0
+    after, params_after = _results(run_dir), _params(run_dir)
+    assert len(after) == 4 and all(rows for rows in after.values())
+    for name, rows in before.items():  # same trial ids, same results
+        assert after[name] == rows
+    new = [_key(p) for name, p in params_after.items() if name not in params_before]
+    old = [_key(p) for p in params_before.values()]
+    assert len(new) == 2 and not set(new) & set(old) and len(set(new)) == 2
+    state = json.loads((run_dir / run_files.DRIVER_DIR / run_files.RUN_FILE).read_text())
+    assert state["state"] == "finished" and state["resumes"] == 1 and state["max_trials"] == 4
+    [extension] = state["extensions"]
+    assert extension["max_trials"] == "+2" and extension["max_trials_after"] == 4
+    assert extension["state_before"] == "finished"
+    assert load_run_spec(str(run_dir)).budget.max_trials == 4  # a later plain resume keeps it
+
+
+@pytest.mark.slow
+def test_resume_budget_extends_a_budget_exhausted_search(tmp_path: Path) -> None:
+    """`wrn-search resume RUN --budget +60s` on a search that spent its budget: more trials
+    run in the new budget, the old ones are kept as they were, none repeats an old one, and
+    run.json, spec.json and `status` carry the new budget."""
+    spec_path = tmp_path / "tiny.toml"
+    raw = tiny_spec(tmp_path, budget={"time": "25s", "max_trials": 100, "max_concurrent": 2},
+                    searcher={"kind": "random", "seed": 0}, training={"epochs": 1},
+                    space={"width": [1, 2], "train_eps": ["2/255", "3/255", "4/255", "6/255", "8/255"],
+                           "train_steps": [1, 2]})
+    spec_path.write_text(_toml(raw))
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+
+    def cli(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "search.cli", *args], cwd=tmp_path, env=env,
+                              capture_output=True, text=True, timeout=400)
+
+    first = cli("run", str(spec_path), "--no-report")
+    assert first.returncode == 0, first.stderr[-3000:]
+    assert "search budget exhausted" in first.stdout
+    run_dir = tmp_path / "tiny"
+    before, params_before = _results(run_dir), _params(run_dir)
+    assert before
+    refused = cli("resume", str(run_dir), "--max-trials", "+5")  # no budget: no room
+    assert refused.returncode == 2 and "its budget is spent" in refused.stderr
+
+    resumed = cli("resume", str(run_dir), "--budget", "+60s", "--no-report")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    after, params_after = _results(run_dir), _params(run_dir)
+    assert len(after) > len(before) and len(params_after) > len(params_before)
+    for name, rows in before.items():
+        assert after[name] == rows
+    old = {_key(p) for p in params_before.values()}
+    new = [_key(p) for name, p in params_after.items() if name not in params_before]
+    assert not set(new) & old and len(set(new)) == len(new)
+    state = json.loads((run_dir / run_files.DRIVER_DIR / run_files.RUN_FILE).read_text())
+    assert state["budget_s"] == 85.0 and state["extensions"][0]["budget_s_before"] == 25.0
+    assert state["state"] in ("budget_exhausted", "finished")
+    assert load_run_spec(str(run_dir)).budget.time == 85.0
+    status = cli("status", str(run_dir))
+    assert status.returncode == 0 and "of 1m25s" in status.stdout
