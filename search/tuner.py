@@ -195,7 +195,7 @@ def build_tuner(spec: ExperimentSpec, nodes: list[dict[str, float]],
         failure_config=tune.FailureConfig(max_failures=spec.resources.max_failures),
         # The latest checkpoint holds both the last state and the best weights.
         checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
-        callbacks=[RunRecorder(run_dir, printer, clock=clock)],
+        callbacks=[RunRecorder(run_dir, printer, clock=clock), *_trackers(spec, run_dir)],
         verbose=0,
     )
     return tune.Tuner(_trainable(spec, nodes, trainable),
@@ -203,6 +203,23 @@ def build_tuner(spec: ExperimentSpec, nodes: list[dict[str, float]],
                                    CHECKPOINT_INTERVAL: spec.storage.checkpoint_interval,
                                    REPORT_EPOCHS: list(setup.sub_epoch_rungs)},
                       tune_config=tune_config, run_config=run_config)
+
+
+def _trackers(spec: ExperimentSpec, run_dir: str) -> list[Any]:
+    """The `[logging]` trackers' callbacks; their packages are imported only when asked for."""
+    if not spec.logging.trackers:
+        return []
+    from search.trackers import build_callbacks
+
+    return build_callbacks(spec.logging, run_dir, spec.name)
+
+
+def _check_trackers(spec: ExperimentSpec) -> None:
+    """A tracker whose package is missing (or that cannot log in) is one line before Ray."""
+    if spec.logging.trackers:
+        from search.trackers import check_trackers
+
+        check_trackers(spec.logging)
 
 
 def _recorder(tuner: tune.Tuner) -> RunRecorder:
@@ -225,6 +242,9 @@ def _attach(tuner: tune.Tuner, run_dir: str, printer: Callable[[str], None] | No
     may have moved)."""
     recorder = _recorder(tuner)
     recorder.attach(run_dir, printer)
+    for callback in tuner._local_tuner.get_run_config().callbacks or []:  # noqa: SLF001
+        if callback is not recorder and hasattr(callback, "attach"):
+            callback.attach(run_dir)  # a tracker's store in the run folder follows it
     scheduler = _tune_config(tuner).scheduler
     if hasattr(scheduler, "attach"):
         scheduler.attach(run_dir, recorder.clock)
@@ -287,8 +307,12 @@ def run_search(spec: ExperimentSpec, *, address: str | None = None,
                spec_text: str | None = None,
                printer: Callable[[str], None] | None = None,
                trainable: Callable[[dict[str, Any]], None] = train_wrn,
-               reuse_actors: bool = True) -> Outcome:
-    """Start a new search; refuses to overwrite an existing run directory."""
+               reuse_actors: bool = True, dashboard: bool = False,
+               announce: Callable[[str], None] | None = None) -> Outcome:
+    """Start a new search; refuses to overwrite an existing run directory.
+
+    `dashboard`: the embedded Ray also serves its dashboard on 127.0.0.1, whose URL is given
+    to `announce` once."""
     storage = absolute_storage(spec.storage.path)
     check_storage(storage, STORAGE_FIELD)  # before Ray: pyarrow and Ray fail deep inside
     run_dir = f"{storage.rstrip('/')}/{spec.name}"
@@ -297,7 +321,8 @@ def run_search(spec: ExperimentSpec, *, address: str | None = None,
         raise ConfigError(f"name: {spec.name!r} is not allowed; {run_dir} already holds a run "
                           f"(continue it with `wrn-search resume {run_dir}`, or pick --name)")
     _check_optuna_url(spec, resuming=False)
-    nodes = start_ray(address)
+    _check_trackers(spec)
+    nodes = start_ray(address, dashboard=dashboard, announce=announce)
     check_resources(spec.resources.cpus_per_trial, spec.resources.gpus_per_trial, nodes)
     plan = plan_search(spec, nodes, BudgetClock(run_dir, spec.budget.time))
     tuner = build_tuner(spec, nodes, printer, trainable, plan,  # may fail: before any file
@@ -403,7 +428,9 @@ def rebuild_run_record(run_dir: Path, spec: ExperimentSpec, record: dict[str, An
 
 def resume_search(run_dir: str, *, address: str | None = None,
                   printer: Callable[[str], None] | None = None,
-                  trainable: Callable[[dict[str, Any]], None] = train_wrn) -> Outcome:
+                  trainable: Callable[[dict[str, Any]], None] = train_wrn,
+                  dashboard: bool = False,
+                  announce: Callable[[str], None] | None = None) -> Outcome:
     """Continue an interrupted or crashed search with what is left of its budget.
 
     Finished trials stay as they are; trials that were running continue from their last
@@ -418,7 +445,8 @@ def resume_search(run_dir: str, *, address: str | None = None,
         raise ConfigError(f"RUN_DIR: {run_dir!r} is not allowed; that search already "
                           f"{state['state'].replace('_', ' ')} (start a new one with run)")
     _check_optuna_url(spec, resuming=True)
-    nodes = start_ray(address)
+    _check_trackers(spec)
+    nodes = start_ray(address, dashboard=dashboard, announce=announce)
     check_resources(spec.resources.cpus_per_trial, spec.resources.gpus_per_trial, nodes)
     files.write_json(RUN_FILE, {**state, "state": "running",
                                 "resumes": state.get("resumes", 0) + 1})
