@@ -152,6 +152,10 @@ class MlflowTracker(MLflowLoggerCallback):
                 self._trial_runs[trial] = run.info.run_id
                 self.mlflow_util.log_params(run_id=run.info.run_id, params_to_log=trial.config)
 
+    def log_trial_result(self, iteration: int, trial: Any, result: dict[str, Any]) -> None:
+        # the config is the run's parameters already, not a metric on every step
+        super().log_trial_result(iteration, trial, {k: v for k, v in result.items() if k != "config"})
+
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
         if state.get("tracking_uri") and not state["tracking_uri"].startswith(ENV_PREFIX):
