@@ -292,9 +292,9 @@ def _cmd_run(a: argparse.Namespace) -> int:
     if a.dry_run:
         _say(json.dumps(spec_summary(spec), indent=2))
         return EXIT_OK
-    check_storage(absolute_storage(spec.storage.path), STORAGE_FIELD)  # before decoding data
     if a.dashboard:
         check_dashboard(a.address)
+    check_storage(absolute_storage(spec.storage.path), STORAGE_FIELD)  # before decoding data
     if not a.address:
         load_dataset(spec.data)  # decode and cache once, and fail before Ray if data is missing
     return _searching(lambda printer: run_search(

@@ -28,6 +28,7 @@ from trainables.formats import mask_url
 MLFLOW_DB = "mlflow.db"
 MLFLOW_ARTIFACTS = "mlartifacts"
 _PACKAGES = {"mlflow": "mlflow", "wandb": "wandb"}  # tracker -> the module its extra installs
+_NAMED_STORES = ("databricks", "databricks-uc")  # tracking URIs that are a name, not a path
 _TRIAL_TAG = "trial_id"  # MLflow run tag: finds a trial's run again after a resume
 
 
@@ -77,7 +78,7 @@ def tracking_uri(config: MlflowConfig, run_dir: str) -> str:
             raise fail("logging.mlflow.tracking_uri", None, f"must be set when the run folder is "
                        f"not local ({run_dir}): a path, or a tracking server URI")
         return default_store(run_dir)
-    if value.startswith(ENV_PREFIX) or "://" in value:
+    if value.startswith(ENV_PREFIX) or "://" in value or value in _NAMED_STORES:
         return value
     path = value[len("file:"):] if value.startswith("file:") else value
     return Path(path).expanduser().resolve().as_uri()
