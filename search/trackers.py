@@ -166,10 +166,18 @@ class MlflowTracker(MLflowLoggerCallback):
 
 class WandbTracker(WandbLoggerCallback):
     """Ray's W&B logger; in offline mode it needs no API key (Ray's asks for one unless the
-    WANDB_MODE environment variable says offline). Each trial's W&B run is written in the
-    trial folder (wandb/), where `wandb sync` finds offline ones."""
+    WANDB_MODE environment variable says offline). Each trial's W&B files are written
+    straight into its folder in the run (wandb/, where `wandb sync` finds offline runs):
+    Ray's default, its local staging folder, reaches the run folder only when Ray next
+    syncs it, which may be before W&B has finished writing."""
 
     def setup(self, *args: Any, **kwargs: Any) -> None:
         if self.kwargs.get("mode") == "offline":
             return
         super().setup(*args, **kwargs)
+
+    def log_trial_start(self, trial: Any) -> None:
+        if "://" not in trial.path:
+            Path(trial.path).mkdir(parents=True, exist_ok=True)
+            self.kwargs["dir"] = trial.path
+        super().log_trial_start(trial)

@@ -185,7 +185,7 @@ def test_tracker_callbacks_pickle_without_secrets(tmp_path: Path,
     assert restored.tracking_uri == "http://me:***@mlflow.example:5000"
     with pytest.raises(ConfigError, match=r"^logging.mlflow.tracking_uri: .*password is not kept"):
         restored.setup()  # resume cannot reopen it: one line, as for storage.optuna_url
-    assert wandb_cb.kwargs == {"mode": "online", "resume": "allow", "entity": "team"}
+    assert wandb_cb.kwargs == {"mode": "online", "resume": "allow", "entity": "team"}  # no key
 
     # "env:NAME" is pickled as written and read from the environment at setup
     env = LoggingConfig(mlflow={"tracking_uri": "env:WRN_MLFLOW_URI"})
