@@ -176,6 +176,14 @@ class WandbTracker(WandbLoggerCallback):
             return
         super().setup(*args, **kwargs)
 
+    def on_experiment_end(self, trials: list[Any], **info: Any) -> None:
+        """Ray's logger waits (up to 30 minutes) for every trial's logging actor to finish,
+        but only trials that ended have been told to: after Ctrl-C or the budget's end the
+        driver would hang. Tell the others too; `resume` starts them again."""
+        for trial in list(self._trial_logging_futures):
+            self._signal_logging_actor_stop(trial)
+        super().on_experiment_end(trials, **info)
+
     def log_trial_start(self, trial: Any) -> None:
         if "://" not in trial.path:
             Path(trial.path).mkdir(parents=True, exist_ok=True)
