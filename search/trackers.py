@@ -153,6 +153,17 @@ class MlflowTracker(MLflowLoggerCallback):
                 self._trial_runs[trial] = run.info.run_id
                 self.mlflow_util.log_params(run_id=run.info.run_id, params_to_log=trial.config)
 
+    def log_trial_end(self, trial: Any, failed: bool = False) -> None:
+        super().log_trial_end(trial, failed)
+        self._trial_runs.pop(trial, None)  # a retry finds its run again by its tag
+
+    def on_experiment_end(self, trials: list[Any], **info: Any) -> None:
+        """Trials still training when the search stops (Ctrl-C) leave their runs KILLED, not
+        RUNNING; `resume` reopens them."""
+        for run_id in self._trial_runs.values():
+            self.mlflow_util.end_run(run_id=run_id, status="KILLED")
+        self._trial_runs = {}
+
     def log_trial_result(self, iteration: int, trial: Any, result: dict[str, Any]) -> None:
         # the config is the run's parameters already, not a metric on every step
         super().log_trial_result(iteration, trial, {k: v for k, v in result.items() if k != "config"})

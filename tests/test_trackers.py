@@ -311,6 +311,8 @@ def test_dashboard_and_trackers_through_ctrl_c_and_resume(tmp_path: Path) -> Non
     driver.send_signal(signal.SIGINT)
     _, err = driver.communicate(timeout=180)
     assert driver.returncode == 130, err[-3000:]
+    uri = f"sqlite:///{run_dir / MLFLOW_DB}"
+    assert {run.info.status for run in mlflow_runs(uri, "tiny").values()} == {"KILLED"}
 
     resumed = subprocess.Popen([sys.executable, "-m", "search.cli", "resume", str(run_dir),
                                 "--dashboard", "--no-report"], cwd=tmp_path, env=env,
@@ -322,7 +324,6 @@ def test_dashboard_and_trackers_through_ctrl_c_and_resume(tmp_path: Path) -> Non
     assert resumed.returncode == 0, err[-3000:]
     assert "search finished: 2 trials" in out and "Ray dashboard" not in out  # said once
 
-    uri = f"sqlite:///{run_dir / MLFLOW_DB}"
     runs = mlflow_runs(uri, "tiny")
     results = {name.split("_")[1]: rows for name, rows in _results(run_dir).items()}
     assert set(runs) == set(results)  # one MLflow run per trial, across the resume
