@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from ray.air.integrations.mlflow import MLflowLoggerCallback
-from ray.air.integrations.wandb import WandbLoggerCallback
+from ray.air.integrations.wandb import WandbLoggerCallback, _WandbLoggingActor
 
 from search.spec import ENV_PREFIX, LoggingConfig, MlflowConfig, WandbConfig, resolve_url
 from trainables.config import fail
@@ -175,12 +175,24 @@ class MlflowTracker(MLflowLoggerCallback):
         return state
 
 
+class _FlushingWandbActor(_WandbLoggingActor):
+    """Ray's per-trial W&B logging actor, which returns once `wandb.finish()` has returned;
+    Ray then kills it, and wandb-core (its child process) was seen killed before it had
+    written the run file (an offline run left empty). `wandb.teardown()` waits for it."""
+
+    def run(self) -> None:
+        super().run()
+        self._wandb.teardown()
+
+
 class WandbTracker(WandbLoggerCallback):
     """Ray's W&B logger; in offline mode it needs no API key (Ray's asks for one unless the
     WANDB_MODE environment variable says offline). Each trial's W&B files are written
     straight into its folder in the run (wandb/, where `wandb sync` finds offline runs):
     Ray's default, its local staging folder, reaches the run folder only when Ray next
     syncs it, which may be before W&B has finished writing."""
+
+    _logger_actor_cls = _FlushingWandbActor
 
     def setup(self, *args: Any, **kwargs: Any) -> None:
         if self.kwargs.get("mode") == "offline":

@@ -2,8 +2,9 @@
 
 The search reaches into private attributes where no public API exists: the Tuner's
 `_local_tuner` (to re-attach callbacks on resume, `search/tuner.py`), OptunaSearch's
-`_ot_study`/`_ot_trials`/`_space` (enqueued proposals and twins, `search/searchers.py`), and
-ASHA's brackets and rungs (`search/asha.py`). A release that renames any of them would fail
+`_ot_study`/`_ot_trials`/`_space` (enqueued proposals and twins, `search/searchers.py`),
+ASHA's brackets and rungs (`search/asha.py`), and the W&B callback's logging actor class
+and MLflow logger's util (`search/trackers.py`). A release that renames any of them would fail
 deep inside a search, or silently misbehave; so an untested release is refused in one line
 before anything starts, unless the user opts in with WRN_SEARCH_ALLOW_UNTESTED=1 (then it
 is a warning). pyautoattack is checked the same way where it is used
