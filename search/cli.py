@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
-from search.cluster import prefer_loopback, quiet_ray
+from search.cluster import check_dashboard, prefer_loopback, quiet_ray
 from trainables import formats
 from trainables.config import ConfigError, NotARunError, RayStartError
 
@@ -208,6 +208,9 @@ def _add_search(sub: Any) -> None:
     p.add_argument("--dry-run", action="store_true",
                    help="print the validated spec, the space and its parameter range; run nothing")
     p.add_argument("--no-report", action="store_true", help="skip writing the report at the end")
+    p.add_argument("--dashboard", action="store_true",
+                   help="serve the embedded Ray's dashboard on 127.0.0.1 and print its URL "
+                        "(needs the dashboard extra; not with --address)")
     p.set_defaults(func=_cmd_run)
 
     p = sub.add_parser("resume", help="continue an interrupted search with its remaining budget, "
@@ -221,6 +224,9 @@ def _add_search(sub: Any) -> None:
                    help="join a Ray cluster: auto or HOST:PORT (default: $RAY_ADDRESS, as Ray's "
                         "own tools and `ray job submit` set it; else start one)")
     p.add_argument("--no-report", action="store_true")
+    p.add_argument("--dashboard", action="store_true",
+                   help="serve the embedded Ray's dashboard on 127.0.0.1 and print its URL "
+                        "(needs the dashboard extra; not with --address)")
     p.set_defaults(func=_cmd_resume)
 
     p = sub.add_parser("status", help="trials by state, budget used and the best-so-far front")
@@ -297,12 +303,14 @@ def _cmd_run(a: argparse.Namespace) -> int:
     if a.dry_run:
         _say(json.dumps(spec_summary(spec), indent=2))
         return EXIT_OK
+    if a.dashboard:
+        check_dashboard(a.address)
     check_storage(absolute_storage(spec.storage.path), STORAGE_FIELD)  # before decoding data
     if not a.address:
         load_dataset(spec.data)  # decode and cache once, and fail before Ray if data is missing
     return _searching(lambda printer: run_search(
-        spec, address=a.address, spec_text=Path(a.spec).read_text("utf-8"), printer=printer),
-        a.no_report)
+        spec, address=a.address, spec_text=Path(a.spec).read_text("utf-8"), printer=printer,
+        dashboard=a.dashboard, announce=_say), a.no_report)
 
 
 def _searching(search: Any, no_report: bool) -> int:
@@ -327,8 +335,11 @@ def search_status(outcome: Any) -> int:
 def _cmd_resume(a: argparse.Namespace) -> int:
     from search.tuner import resume_search
 
+    if a.dashboard:
+        check_dashboard(a.address)
     return _searching(lambda printer: resume_search(a.run_dir, address=a.address, printer=printer,
-                                                    budget=a.budget, max_trials=a.max_trials),
+                                                    budget=a.budget, max_trials=a.max_trials,
+                                                    dashboard=a.dashboard, announce=_say),
                       a.no_report)
 
 

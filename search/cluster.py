@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+from collections.abc import Callable
 from typing import Any
 
 from models import count_parameters
@@ -50,15 +51,41 @@ def _first_line(exc: BaseException) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
+DASHBOARD_HOST = "127.0.0.1"  # the embedded Ray's dashboard: this machine only
+
+
+def check_dashboard(address: str | None) -> None:
+    """`--dashboard` is for the embedded Ray and needs ray[default]: one line before Ray if not.
+
+    A joined cluster already runs its own dashboard (on its head node, port 8265), set up by
+    whoever started it; this process cannot add one there.
+    """
+    if address:
+        raise ConfigError(f"--dashboard: {address!r} is not allowed; --dashboard starts the "
+                          "embedded Ray's dashboard, and a joined cluster serves its own on its "
+                          "head node (port 8265 unless set otherwise): drop --dashboard or "
+                          "--address")
+    try:
+        import ray.dashboard.optional_deps  # noqa: F401 - what Ray itself checks
+    except ImportError as exc:
+        raise ConfigError("--dashboard: the Ray dashboard's packages are not installed "
+                          f"({exc.name or exc} is missing); pip install \"wrn-search[dashboard]\"") \
+            from None
+
+
 def start_ray(address: str | None, num_cpus: int | None = None,
-              worker_logs: bool = False) -> list[dict[str, float]]:
+              worker_logs: bool = False, dashboard: bool = False,
+              announce: Callable[[str], None] | None = None) -> list[dict[str, float]]:
     """Join the cluster at `address`, or start an embedded one; return each live node's resources.
 
     Worker output is not forwarded by default: a failed trial's traceback is kept in its
-    folder (error.txt) and summarised in events.jsonl and the status line.
+    folder (error.txt) and summarised in events.jsonl and the status line. `dashboard`: the
+    embedded Ray serves its dashboard on 127.0.0.1; its URL goes to `announce`, once.
     """
     import ray
 
+    if dashboard:
+        check_dashboard(address)
     if ray.is_initialized():
         return node_resources()
     check_tested_versions()
@@ -73,16 +100,26 @@ def start_ray(address: str | None, num_cpus: int | None = None,
                               f"joined there ({first[:200]})") from None
     else:
         # Embedded default: a new Ray of our own ("local": never silently join a cluster that
-        # happens to run on this machine), no dashboard; Ray 2.60 keeps token auth on.
+        # happens to run on this machine), no dashboard unless asked for, and then on the
+        # loopback address only; Ray 2.60 keeps token auth on.
+        if dashboard:
+            kwargs["dashboard_host"] = DASHBOARD_HOST
         try:
-            ray.init(address="local", num_cpus=num_cpus or os.cpu_count() or 1,
-                     include_dashboard=False, **kwargs)
+            context = ray.init(address="local", num_cpus=num_cpus or os.cpu_count() or 1,
+                               include_dashboard=dashboard, **kwargs)
         except Exception as exc:  # noqa: BLE001 - Ray raises bare Exception on a slow start
             ray.shutdown()
             first = _first_line(exc)
             raise RayStartError(f"Ray did not start on this machine ({first[:200]}); nothing "
                                 "was changed, try again when the machine is less busy") from None
+        if dashboard and announce is not None:
+            announce(f"Ray dashboard: {dashboard_url(context.dashboard_url)}")
     return node_resources()
+
+
+def dashboard_url(address: str) -> str:
+    """Ray gives the dashboard as HOST:PORT; a browser wants the scheme."""
+    return address if "://" in address else f"http://{address}"
 
 
 def node_resources() -> list[dict[str, float]]:

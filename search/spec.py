@@ -388,27 +388,33 @@ _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
 def resolve_optuna_url(value: str) -> str:
-    """The database URL to open, from the spec's `storage.optuna_url` as written.
+    """The database URL to open, from the spec's `storage.optuna_url` as written."""
+    return resolve_url(value, "storage.optuna_url", "a database URL like sqlite:///optuna.db")
+
+
+def resolve_url(value: str, field_name: str, example: str, need_scheme: bool = True) -> str:
+    """The URL to open, from a spec field as written (`storage.optuna_url`,
+    `logging.mlflow.tracking_uri`).
 
     "env:NAME" is read from the environment each time a run starts or resumes, so the URL
     (and its password) is never written to the run folder. A literal URL whose password was
     masked when the spec was stored cannot be opened again: it says so in one line.
     """
+    key = field_name.rpartition(".")[2]
     if value.startswith(ENV_PREFIX):
         name = value[len(ENV_PREFIX):]
         url = os.environ.get(name, "").strip()
         if not url:
-            raise fail("storage.optuna_url", value, f"the environment variable {name} is not "
-                       "set; export it with the database URL (e.g. sqlite:///optuna.db) before "
-                       "run or resume")
-        if "://" not in url:
-            raise fail("storage.optuna_url", value, f"the environment variable {name} must "
-                       f"hold a database URL like sqlite:///optuna.db, not {mask_url(url)!r}")
+            raise fail(field_name, value, f"the environment variable {name} is not "
+                       f"set; export it with {example} before run or resume")
+        if need_scheme and "://" not in url:
+            raise fail(field_name, value, f"the environment variable {name} must "
+                       f"hold {example}, not {mask_url(url)!r}")
         return url
-    if _password(value) == MASK:
-        raise fail("storage.optuna_url", value, "its password is not kept in the run folder, "
-                   "so the database cannot be reopened; put the URL in an environment variable "
-                   "and set optuna_url = \"env:NAME\"")
+    if _password(value) == MASK or MASK + "@" in value:
+        raise fail(field_name, value, "its password is not kept in the run folder, "
+                   "so it cannot be reopened; put the URL in an environment variable "
+                   f"and set {key} = \"env:NAME\"")
     return value
 
 
@@ -426,6 +432,77 @@ def _password(url: str) -> str | None:
         return None
 
 
+WANDB_MODES = ("online", "offline")
+_TRACKERS = ("mlflow", "wandb")
+
+
+@dataclass(frozen=True)
+class MlflowConfig:
+    """Ray's MLflow logger: one MLflow run per trial, its parameters and every result."""
+
+    # None: a file store in the run folder (<run>/mlruns). A relative path (or file:path)
+    # is taken from the folder `run` is started in; "env:NAME" reads the URI from that
+    # environment variable at run and resume, so a password never reaches the run folder.
+    tracking_uri: str | None = None
+    experiment: str | None = None  # None: the run's name
+
+    def __post_init__(self) -> None:
+        uri = self.tracking_uri
+        if uri is not None:
+            if not isinstance(uri, str) or not uri.strip():
+                raise fail("logging.mlflow.tracking_uri", uri, "must be a path, a URI like "
+                           "http://host:5000, or \"env:NAME\" naming an environment variable")
+            if uri.startswith(ENV_PREFIX) and not _ENV_NAME.fullmatch(uri[len(ENV_PREFIX):]):
+                raise fail("logging.mlflow.tracking_uri", uri, "env: must name an environment "
+                           "variable (letters, digits, _), e.g. \"env:MLFLOW_TRACKING_URI\"")
+        if self.experiment is not None and (not isinstance(self.experiment, str)
+                                            or not self.experiment.strip()):
+            raise fail("logging.mlflow.experiment", self.experiment, "must be a non-empty name")
+
+
+@dataclass(frozen=True)
+class WandbConfig:
+    """Ray's Weights & Biases logger: one W&B run per trial. The API key is read from the
+    environment (WANDB_API_KEY) or `wandb login`, never from the spec: it would be stored."""
+
+    project: str = "wrn-search"
+    mode: str = "online"  # "offline": runs are written in each trial folder, synced later
+    entity: str | None = None  # None: the API key's default entity
+    group: str | None = None  # None: the run's name
+
+    def __post_init__(self) -> None:
+        for name in ("project", "entity", "group"):
+            value = getattr(self, name)
+            if (value is not None or name == "project") and (not isinstance(value, str)
+                                                             or not value.strip()):
+                raise fail(f"logging.wandb.{name}", value, "must be a non-empty name")
+        if self.mode not in WANDB_MODES:
+            raise fail("logging.wandb.mode", self.mode, "allowed: " + ", ".join(WANDB_MODES))
+
+
+@dataclass(frozen=True)
+class LoggingConfig:
+    """Experiment trackers fed by Ray's logger callbacks; each needs its optional extra."""
+
+    mlflow: MlflowConfig | None = None
+    wandb: WandbConfig | None = None
+
+    def __post_init__(self) -> None:
+        wandb = self.wandb
+        if isinstance(wandb, Mapping) and "api_key" in wandb:
+            raise fail("logging.wandb.api_key", MASK, "the key would be stored with the run; "
+                       "export WANDB_API_KEY (or run `wandb login`) instead")
+        object.__setattr__(self, "mlflow", None if self.mlflow is None else
+                           build_section(MlflowConfig, self.mlflow, "logging.mlflow"))
+        object.__setattr__(self, "wandb", None if wandb is None else
+                           build_section(WandbConfig, wandb, "logging.wandb"))
+
+    @property
+    def trackers(self) -> tuple[str, ...]:
+        """The trackers asked for, by name (their extras have the same names)."""
+        return tuple(t for t in _TRACKERS if getattr(self, t) is not None)
+
+
 @dataclass(frozen=True)
 class ExperimentSpec:
     """A whole search: what to train, how to attack, what to search, within what budget."""
@@ -441,6 +518,7 @@ class ExperimentSpec:
     scheduler: SchedulerConfig = field(default_factory=SchedulerConfig)
     searcher: SearcherConfig = field(default_factory=SearcherConfig)
     storage: StorageConfig = field(default_factory=StorageConfig)
+    logging: LoggingConfig = field(default_factory=LoggingConfig)
 
     def __post_init__(self) -> None:
         # The name is a folder name (on any filesystem or object store) and shows in reports.
@@ -505,6 +583,8 @@ class ExperimentSpec:
         out["storage"]["path"] = mask_secrets(self.storage.path)  # s3://KEY_ID:SECRET@bucket
         if self.storage.optuna_url is not None:
             out["storage"]["optuna_url"] = mask_url(self.storage.optuna_url)
+        if self.logging.mlflow is not None and self.logging.mlflow.tracking_uri is not None:
+            out["logging"]["mlflow"]["tracking_uri"] = mask_url(self.logging.mlflow.tracking_uri)
         return json.loads(json.dumps(out))
 
     @classmethod
@@ -513,6 +593,7 @@ class ExperimentSpec:
             "data": DataConfig, "threat_model": ThreatModel, "training": TrainingConfig,
             "model": ModelConfig, "budget": BudgetConfig, "resources": ResourcesConfig,
             "scheduler": SchedulerConfig, "searcher": SearcherConfig, "storage": StorageConfig,
+            "logging": LoggingConfig,
         }
         kwargs: dict[str, Any] = {}
         for key, value in raw.items():

@@ -209,7 +209,7 @@ def build_tuner(spec: ExperimentSpec, nodes: list[dict[str, float]],
         failure_config=tune.FailureConfig(max_failures=spec.resources.max_failures),
         # The latest checkpoint holds both the last state and the best weights.
         checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
-        callbacks=[RunRecorder(run_dir, printer, clock=clock)],
+        callbacks=[RunRecorder(run_dir, printer, clock=clock), *_trackers(spec, run_dir)],
         stop=BudgetStopper(clock),
         verbose=0,
     )
@@ -220,9 +220,30 @@ def build_tuner(spec: ExperimentSpec, nodes: list[dict[str, float]],
                       tune_config=tune_config, run_config=run_config)
 
 
+def _trackers(spec: ExperimentSpec, run_dir: str) -> list[Any]:
+    """The `[logging]` trackers' callbacks; their packages are imported only when asked for."""
+    if not spec.logging.trackers:
+        return []
+    from search.trackers import build_callbacks
+
+    return build_callbacks(spec.logging, run_dir, spec.name)
+
+
+def _check_trackers(spec: ExperimentSpec) -> None:
+    """A tracker whose package is missing (or that cannot log in) is one line before Ray."""
+    if spec.logging.trackers:
+        from search.trackers import check_trackers
+
+        check_trackers(spec.logging)
+
+
+def _callbacks(tuner: tune.Tuner) -> list[Any]:
+    """The run's callbacks as the Tuner holds them (restored from tuner.pkl on resume)."""
+    return tuner._local_tuner.get_run_config().callbacks or []  # noqa: SLF001
+
+
 def _recorder(tuner: tune.Tuner) -> RunRecorder:
-    callbacks = tuner._local_tuner.get_run_config().callbacks or []  # noqa: SLF001
-    return next(c for c in callbacks if isinstance(c, RunRecorder))
+    return next(c for c in _callbacks(tuner) if isinstance(c, RunRecorder))
 
 
 def _tune_config(tuner: tune.Tuner) -> tune.TuneConfig:
@@ -244,6 +265,9 @@ def _attach(tuner: tune.Tuner, run_dir: str, printer: Callable[[str], None] | No
     recorder.attach(run_dir, printer)
     if budget_s is not None:
         recorder.clock.budget_s = float(budget_s)
+    for callback in _callbacks(tuner):
+        if callback is not recorder and hasattr(callback, "attach"):
+            callback.attach(run_dir)  # a tracker's store in the run folder follows it
     scheduler = _tune_config(tuner).scheduler
     if hasattr(scheduler, "attach"):
         scheduler.attach(run_dir, recorder.clock)
@@ -307,8 +331,12 @@ def run_search(spec: ExperimentSpec, *, address: str | None = None,
                spec_text: str | None = None,
                printer: Callable[[str], None] | None = None,
                trainable: Callable[[dict[str, Any]], None] = train_wrn,
-               reuse_actors: bool = True) -> Outcome:
-    """Start a new search; refuses to overwrite an existing run directory."""
+               reuse_actors: bool = True, dashboard: bool = False,
+               announce: Callable[[str], None] | None = None) -> Outcome:
+    """Start a new search; refuses to overwrite an existing run directory.
+
+    `dashboard`: the embedded Ray also serves its dashboard on 127.0.0.1, whose URL is given
+    to `announce` once."""
     storage = absolute_storage(spec.storage.path)
     check_storage(storage, STORAGE_FIELD)  # before Ray: pyarrow and Ray fail deep inside
     run_dir = join_uri(storage, spec.name)
@@ -317,7 +345,8 @@ def run_search(spec: ExperimentSpec, *, address: str | None = None,
         raise ConfigError(f"name: {spec.name!r} is not allowed; {run_dir} already holds a run "
                           f"(continue it with `wrn-search resume {run_dir}`, or pick --name)")
     _check_optuna_url(spec, resuming=False)
-    nodes = start_ray(address)
+    _check_trackers(spec)
+    nodes = start_ray(address, dashboard=dashboard, announce=announce)
     check_resources(spec.resources.cpus_per_trial, spec.resources.gpus_per_trial, nodes)
     plan = plan_search(spec, nodes, BudgetClock(run_dir, spec.budget.time))
     tuner = build_tuner(spec, nodes, printer, trainable, plan,  # may fail: before any file
@@ -507,7 +536,9 @@ def _extend_tuner(tuner: tune.Tuner, run_dir: str, spec: ExperimentSpec) -> None
 def resume_search(run_dir: str, *, address: str | None = None,
                   printer: Callable[[str], None] | None = None,
                   trainable: Callable[[dict[str, Any]], None] = train_wrn,
-                  budget: str | None = None, max_trials: str | None = None) -> Outcome:
+                  budget: str | None = None, max_trials: str | None = None,
+                  dashboard: bool = False,
+                  announce: Callable[[str], None] | None = None) -> Outcome:
     """Continue an interrupted or crashed search with what is left of its budget; with
     `budget` / `max_trials` ("+2h" adds, "5h" is the new total), also a finished or
     budget-exhausted one, with more room.
@@ -529,7 +560,8 @@ def resume_search(run_dir: str, *, address: str | None = None,
                           "or start a new one with run)")
     _check_optuna_url(spec, resuming=True)
     _check_journal(run_dir, state)
-    nodes = start_ray(address)
+    _check_trackers(spec)
+    nodes = start_ray(address, dashboard=dashboard, announce=announce)
     check_resources(spec.resources.cpus_per_trial, spec.resources.gpus_per_trial, nodes)
     record = {**state, "state": "running", "resumes": state.get("resumes", 0) + 1}
     if extension is not None:  # the new totals, for this session and any later plain resume

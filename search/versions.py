@@ -5,8 +5,9 @@ The search reaches into private attributes where no public API exists: the Tuner
 (to give an extended search its own search generator), OptunaSearch's
 `_ot_study`/`_ot_trials`/`_space` (enqueued proposals and twins, `search/searchers.py`),
 the keys of SearchGenerator's saved state ("total_samples", "finished": `ExtendedSearch`,
-`search/searchers.py`), and ASHA's brackets and rungs (`search/asha.py`). It also relies on
-Ray restoring the TuneController's stopper from the experiment state (why the budget is a
+`search/searchers.py`), ASHA's brackets and rungs (`search/asha.py`), and the W&B
+callback's logging actor class and MLflow logger's util (`search/trackers.py`). It also
+relies on Ray restoring the TuneController's stopper from the experiment state (why the budget is a
 `BudgetStopper`, `search/budget.py`). A release that renames any of them would fail
 deep inside a search, or silently misbehave; so an untested release is refused in one line
 before anything starts, unless the user opts in with WRN_SEARCH_ALLOW_UNTESTED=1 (then it

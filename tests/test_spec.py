@@ -30,6 +30,7 @@ VALID = {
     "scheduler": {"kind": "mo-asha", "grace_period": 1, "reduction_factor": 3},
     "searcher": {"kind": "tpe", "seed": 1},
     "storage": {"path": "runs"},
+    "logging": {},
 }
 
 
@@ -99,6 +100,18 @@ def test_the_valid_spec_and_every_shipped_config_load() -> None:
     ("storage", "checkpoint_interval", "-1m", "storage.checkpoint_interval"),
     ("storage", "checkpoint_interval", False, "storage.checkpoint_interval"),
     ("training", None, "fast", "training"),
+    ("logging", "sentry", {}, "logging.sentry"),
+    ("logging", "mlflow", "yes", "logging.mlflow"),
+    ("logging", "mlflow", {"uri": "mlruns"}, "logging.mlflow.uri"),
+    ("logging", "mlflow", {"tracking_uri": 5}, "logging.mlflow.tracking_uri"),
+    ("logging", "mlflow", {"tracking_uri": " "}, "logging.mlflow.tracking_uri"),
+    ("logging", "mlflow", {"tracking_uri": "env:1-X"}, "logging.mlflow.tracking_uri"),
+    ("logging", "mlflow", {"experiment": ""}, "logging.mlflow.experiment"),
+    ("logging", "wandb", {"mode": "cloud"}, "logging.wandb.mode"),
+    ("logging", "wandb", {"project": 3}, "logging.wandb.project"),
+    ("logging", "wandb", {"entity": ""}, "logging.wandb.entity"),
+    ("logging", "wandb", {"api_key": "0123456789abcdef"}, "logging.wandb.api_key"),
+    ("logging", None, ["mlflow"], "logging"),
 ])
 def test_each_bad_field_is_named_in_one_line(section: str, key: str | None, value: object,
                                              field: str) -> None:
@@ -263,3 +276,23 @@ def test_a_space_whose_largest_model_cannot_be_trained_is_refused(space: dict, m
 def test_the_largest_published_wrns_fit_under_the_ceiling() -> None:
     spec = ExperimentSpec.from_dict({**VALID, "space": {"depth": [34, 70, 106], "width": [10, 16, 20]}})
     assert spec.space.parameter_range(10)[1] < 1e9
+
+
+def test_logging_section_defaults_round_trip_and_mask_a_tracking_password() -> None:
+    plain = ExperimentSpec.from_dict(VALID)
+    assert plain.logging.trackers == ()
+    raw = _with("logging", None, {"mlflow": {"tracking_uri": "http://me:PASSWORD@mlflow.example"},
+                                  "wandb": {"mode": "offline"}})
+    spec = ExperimentSpec.from_dict(raw)
+    assert spec.logging.trackers == ("mlflow", "wandb")
+    assert spec.logging.mlflow.experiment is None and spec.logging.wandb.project == "wrn-search"
+    stored = spec.to_json()["logging"]
+    assert stored["mlflow"]["tracking_uri"] == "http://me:***@mlflow.example"
+    assert "PASSWORD" not in str(spec.to_json())
+    env = ExperimentSpec.from_dict(_with("logging", "mlflow", {"tracking_uri": "env:MLFLOW_URI"}))
+    assert ExperimentSpec.from_dict(env.to_json()) == env  # spec.json round-trips
+    assert env.to_json()["logging"] == {"mlflow": {"tracking_uri": "env:MLFLOW_URI",
+                                                   "experiment": None}, "wandb": None}
+    with pytest.raises(ConfigError) as info:
+        ExperimentSpec.from_dict(_with("logging", "wandb", {"api_key": "SECRETKEY"}))
+    assert "SECRETKEY" not in str(info.value) and "WANDB_API_KEY" in str(info.value)

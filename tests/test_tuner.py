@@ -265,7 +265,7 @@ def _damaged_run(tmp_path: Path, epochs: tuple[int, int]) -> Path:
 
 
 def _resume_until_ray(run_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    def no_ray(address: Any) -> Any:
+    def no_ray(address: Any, **_: Any) -> Any:
         raise _RayStarted
 
     monkeypatch.setattr("search.tuner.start_ray", no_ray)
@@ -282,7 +282,7 @@ def test_a_damaged_run_json_of_a_finished_search_still_refuses_resume(
 def test_a_damaged_run_json_is_rebuilt_not_written_back_in_part(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     run_dir = _damaged_run(tmp_path, (9, 4))
-    monkeypatch.setattr("search.tuner.start_ray", lambda address: [{"CPU": 2.0}])
+    monkeypatch.setattr("search.tuner.start_ray", lambda address, **_: [{"CPU": 2.0}])
 
     def no_restore(*args: Any, **kwargs: Any) -> Any:
         raise _RayStarted
@@ -541,7 +541,7 @@ def test_a_database_password_never_reaches_the_run_folder(
 
     url = f"postgresql://user:{SECRET}@db.example/optuna"
     monkeypatch.setattr(searchers, "_storage", lambda url: None)  # no PostgreSQL here
-    monkeypatch.setattr(tuner, "start_ray", lambda address: [{"CPU": 2.0}])
+    monkeypatch.setattr(tuner, "start_ray", lambda address, **_: [{"CPU": 2.0}])
     monkeypatch.setattr(tuner, "_finish", lambda t, spec, run_dir: Outcome(run_dir, "x", 0, 0, 0))
     spec = ExperimentSpec.from_dict(tiny_spec(tmp_path, storage={"optuna_url": url}))
     text = f'name = "tiny"\n[storage]\noptuna_url = "{url}"\n'
