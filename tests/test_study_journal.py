@@ -14,9 +14,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import optuna
 import pytest
-from test_searchers import FOUR, _key, _result
+from test_searchers import COMPLETE, FOUR, PRUNED, _key, _result
 from test_spec import VALID
 from test_tuner import local_ray, tiny_spec  # noqa: F401  (local_ray: a fixture)
 
@@ -35,9 +34,6 @@ from search.tuner import _check_journal, run_search
 from trainables import metrics as M
 from trainables import run_files
 from trainables.config import ConfigError
-
-COMPLETE, PRUNED, FAIL, RUNNING = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED,
-                                   optuna.trial.TrialState.FAIL, optuna.trial.TrialState.RUNNING)
 
 # Run in a fresh interpreter: the study as `optuna.load_study` reads it from the journal alone.
 READ_STUDY = """

@@ -11,18 +11,16 @@ import json
 import os
 import pickle
 import re
-import signal
 import struct
 import subprocess
 import sys
-import time
 import urllib.request
 from pathlib import Path
 from typing import Any
 
 import pytest
 import ray
-from test_tuner import _results, _toml, tiny_spec
+from test_tuner import _results, _toml, interrupt_mid_training, tiny_spec
 
 from search.cli import main
 from search.spec import ExperimentSpec, LoggingConfig
@@ -299,18 +297,7 @@ def test_dashboard_and_trackers_through_ctrl_c_and_resume(tmp_path: Path) -> Non
     assert url, (first, driver.poll())
     assert _dashboard_answers(url[1])
     run_dir = tmp_path / "tiny"
-    deadline = time.time() + 240
-    while time.time() < deadline:
-        rows = _results(run_dir)
-        if len(rows) == 2 and all(r and r[-1][M.EPOCHS_DONE] < 3 for r in rows.values()):
-            break
-        assert driver.poll() is None, driver.communicate()[1][-3000:]
-        time.sleep(0.2)
-    else:
-        pytest.fail("the two trials did not both report in time")
-    driver.send_signal(signal.SIGINT)
-    _, err = driver.communicate(timeout=180)
-    assert driver.returncode == 130, err[-3000:]
+    interrupt_mid_training(driver, run_dir, trials=2, epochs=3)
     uri = f"sqlite:///{run_dir / MLFLOW_DB}"
     assert {run.info.status for run in mlflow_runs(uri, "tiny").values()} == {"KILLED"}
 

@@ -95,6 +95,25 @@ def _results(run_dir: Path) -> dict[str, list[dict]]:
     return out
 
 
+def interrupt_mid_training(driver: subprocess.Popen, run_dir: Path, *, trials: int,
+                           epochs: int) -> tuple[str, str]:
+    """Ctrl-C a `wrn-search run` driver once `trials` trials have each reported an epoch
+    and none has finished its `epochs`; its output, after it ended with status 130."""
+    deadline = time.time() + 240
+    while time.time() < deadline:
+        rows = _results(run_dir)
+        if len(rows) == trials and all(r and r[-1][M.EPOCHS_DONE] < epochs for r in rows.values()):
+            break
+        assert driver.poll() is None, driver.communicate()[1][-3000:]
+        time.sleep(0.2)
+    else:
+        pytest.fail(f"the {trials} trials did not all report in time")
+    driver.send_signal(signal.SIGINT)
+    out, err = driver.communicate(timeout=180)
+    assert driver.returncode == 130, err[-3000:]
+    return out, err
+
+
 def _events(run_dir: Path) -> list[dict]:
     path = run_dir / run_files.DRIVER_DIR / run_files.EVENTS_FILE
     return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
@@ -335,18 +354,7 @@ def test_ctrl_c_with_every_trial_running_exits_130_and_resumes(tmp_path: Path) -
                               cwd=tmp_path, env=env, stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True)
     run_dir = tmp_path / "tiny"
-    deadline = time.time() + 240
-    while time.time() < deadline:
-        rows = _results(run_dir)
-        if len(rows) == 2 and all(r and r[-1][M.EPOCHS_DONE] < 5 for r in rows.values()):
-            break
-        assert driver.poll() is None, driver.communicate()[1][-3000:]
-        time.sleep(0.2)
-    else:
-        pytest.fail("the two trials did not both report in time")
-    driver.send_signal(signal.SIGINT)
-    out, err = driver.communicate(timeout=180)
-    assert driver.returncode == 130, err[-3000:]
+    out, err = interrupt_mid_training(driver, run_dir, trials=2, epochs=5)
     assert "search interrupted" in out and "search finished" not in out
     state = json.loads((run_dir / run_files.DRIVER_DIR / run_files.RUN_FILE).read_text())
     assert state["state"] == "interrupted"
