@@ -196,12 +196,12 @@ def _ratio(value: float) -> str:
 
 
 def summarise(runs: dict[str, dict[str, Any]], budgets: Sequence[dict[str, Any]],
-              seeds: int, t_max: float, ref_params: float) -> dict[str, Any]:
+              seeds: Sequence[int], t_max: float, ref_params: float) -> dict[str, Any]:
     out = []
     for b in budgets:
         table: dict[str, Any] = {}
         for variant in VARIANTS:
-            rows = [runs.get(f"{b['tag']}-{variant}-seed{s}") for s in range(seeds)]
+            rows = [runs.get(f"{b['tag']}-{variant}-seed{s}") for s in seeds]
             rows = [r for r in rows if r is not None]
             if not rows:
                 continue
@@ -240,6 +240,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=int, default=3, help="full fidelity")
     p.add_argument("--eval-steps", type=int, default=5, help="PGD steps of the validation attack")
     p.add_argument("--seeds", type=int, default=3, help="searcher seeds per variant and budget")
+    p.add_argument("--first-seed", type=int, default=0,
+                   help="the first searcher seed (to add seeds to an earlier benchmark)")
     p.add_argument("--tight", default="1.0,0.25",
                    help="tight budgets, as T_max's share of the budget (comma-separated)")
     p.add_argument("--large", type=float, default=0.09,
@@ -287,9 +289,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     # The plain script's trainable lives in a sibling file Ray's workers cannot import.
     ray.cloudpickle.register_pickle_by_value(plain_tune_search)
     runs: dict[str, dict[str, Any]] = {}
+    seeds = range(args.first_seed, args.first_seed + args.seeds)
     try:
         for b in budgets:
-            for seed in range(args.seeds):
+            for seed in seeds:
                 k = seed % len(variants)
                 for variant in variants[k:] + variants[:k]:
                     folder = ensure(args, variant, seed, b["budget_s"], b["tag"])
@@ -298,7 +301,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                           f"HV {runs[folder.name]['hypervolume']['zero']:.4f}", flush=True)
     finally:
         ray.shutdown()
-    summary = summarise(runs, budgets, args.seeds, t_max, ref_params)
+    summary = summarise(runs, budgets, seeds, t_max, ref_params)
     facts["load_average_end"] = list(os.getloadavg())
     print("\n" + tables(summary))
     write_results(args.json, facts, args, summary, runs)
