@@ -11,6 +11,8 @@ import dataclasses
 import json
 import logging
 import os
+import re
+import shutil
 import signal
 import threading
 from collections.abc import Callable
@@ -533,6 +535,51 @@ def _extend_tuner(tuner: tune.Tuner, run_dir: str, spec: ExperimentSpec) -> None
     config.max_concurrent_trials = None  # held by ExtendedSearch's ConcurrencyLimiter
 
 
+_SAVED_CHECKPOINT = re.compile(rb"(trial_[A-Za-z0-9_.\-]+)/(checkpoint_\d{6})")
+
+
+def mend_missing_checkpoints(run_dir: str) -> list[str]:
+    """Give back to Ray the checkpoint folders its saved state names but that are gone.
+
+    Ray keeps one checkpoint per trial (num_to_keep=1) and deletes the older one when a new
+    one is registered; a driver killed after that but before Ray saved its experiment state
+    leaves a state that names the deleted folder, and Ray's restore then fails the trial on
+    every retry ("does not exist on storage anymore"). The trial's newer checkpoint is there:
+    copied under the old name, the trial continues from it (a torn one is trained again from
+    epoch 0 by the trainable). The names are read from the newest experiment_state-*.json,
+    whose checkpoint records are pickled: the trial and checkpoint folder names are found in
+    their bytes, nothing is unpickled. Local run folders only. Returns what was mended.
+    """
+    if "://" in run_dir:
+        return []
+    root = Path(run_dir)
+    states = sorted(root.glob("experiment_state-*.json"))
+    try:
+        trial_data = json.loads(states[-1].read_text("utf-8"))["trial_data"] if states else []
+    except (OSError, ValueError, KeyError, TypeError):
+        return []  # Ray's restore says what is wrong with its own file
+    mended = []
+    for entry in trial_data:
+        text = entry[1] if isinstance(entry, list) and len(entry) == 2 else ""
+        try:
+            record = json.loads(text)["checkpoint_manager"]["value"]
+            names = set(_SAVED_CHECKPOINT.findall(bytes.fromhex(record)))
+        except (ValueError, KeyError, TypeError):
+            continue
+        for trial, checkpoint in names:
+            trial_dir = root / trial.decode()
+            missing = trial_dir / checkpoint.decode()
+            newer = sorted(trial_dir.glob("checkpoint_*"))
+            if missing.exists() or not newer:
+                continue
+            shutil.copytree(newer[-1], missing)
+            mended.append(f"{trial_dir.name}/{missing.name}")
+            log.warning("%s: Ray's saved state names %s, which is gone (the driver was killed as "
+                        "Ray replaced it); the trial continues from %s", trial_dir.name,
+                        missing.name, newer[-1].name)
+    return mended
+
+
 def resume_search(run_dir: str, *, address: str | None = None,
                   printer: Callable[[str], None] | None = None,
                   trainable: Callable[[dict[str, Any]], None] = train_wrn,
@@ -569,6 +616,7 @@ def resume_search(run_dir: str, *, address: str | None = None,
         record.update(budget_s=spec.budget.time, max_trials=spec.budget.max_trials,
                       extensions=[*state.get("extensions", []), extension])
     files.write_json(RUN_FILE, record)
+    mend_missing_checkpoints(run_dir)
     tuner = tune.Tuner.restore(run_dir, trainable=_trainable(spec, nodes, trainable),
                                resume_unfinished=True, resume_errored=False)
     _attach(tuner, run_dir, printer, spec.budget.time)  # the folder may have moved since

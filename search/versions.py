@@ -7,6 +7,8 @@ The search reaches into private attributes where no public API exists: the Tuner
 the keys of SearchGenerator's saved state ("total_samples", "finished": `ExtendedSearch`,
 `search/searchers.py`), ASHA's brackets and rungs (`search/asha.py`), and the W&B
 callback's logging actor class and MLflow logger's util (`search/trackers.py`). It also
+reads the trial and checkpoint folder names out of Ray's experiment_state-*.json (to mend a
+checkpoint Ray deleted as a killed driver's state still named it, `search/tuner.py`), and
 relies on Ray restoring the TuneController's stopper from the experiment state (why the budget is a
 `BudgetStopper`, `search/budget.py`). A release that renames any of them would fail
 deep inside a search, or silently misbehave; so an untested release is refused in one line

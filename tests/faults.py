@@ -382,6 +382,7 @@ TARGETS: dict[str, Callable[[Path], Path]] = {
         _first_complete(r).glob(f"checkpoint_*/{run_files.BEST_FILE}")),
     "state.pt (unfinished trial's checkpoint)": lambda r: _unfinished_checkpoint(r),
 }
+UNFINISHED_STATE = "state.pt (unfinished trial's checkpoint)"
 
 
 def _unfinished_checkpoint(run_dir: Path) -> Path:
@@ -391,7 +392,16 @@ def _unfinished_checkpoint(run_dir: Path) -> Path:
                   if p.parent.parent.name not in done)[-1]
 
 
+REPLACED = "replaced by a newer one"  # a checkpoint folder, as Ray replaces it (not in DAMAGES)
+
+
 def damage(path: Path, how: str) -> None:
+    if how == REPLACED:  # the race of a driver killed after Ray deleted the checkpoint its
+        # saved state names and wrote the next one: the folder holding `path` moves up one index
+        folder = path.parent
+        index = int(folder.name.rpartition("_")[2])
+        folder.rename(folder.with_name(f"checkpoint_{index + 1:06d}"))
+        return
     data = path.read_bytes()
     if how == "truncated":
         path.write_bytes(data[: len(data) // 2])
@@ -484,6 +494,7 @@ def run_matrix(base: Path, printer: Callable[[str], None] = print,
             for how in DAMAGES:
                 # resume (minutes each) once per file kind; status and report for every damage
                 record(damage_case(base, source, target, how, resume=how == "truncated"))
+        record(damage_case(base, source, UNFINISHED_STATE, REPLACED, resume=True))
     return outcomes
 
 

@@ -115,3 +115,12 @@ def test_a_damaged_file_of_an_interrupted_run_still_resumes(tmp_path: Path, inte
     outcome = faults.damage_case(tmp_path, interrupted, target, "truncated", resume=True)
     _assert_recovered(outcome)
 
+
+
+@pytest.mark.slow
+def test_a_checkpoint_ray_replaced_as_the_driver_died_still_resumes(tmp_path: Path,
+                                                                   interrupted: Path) -> None:
+    """Ray's saved state names a checkpoint it deleted as it wrote the next one."""
+    outcome = faults.damage_case(tmp_path, interrupted, faults.UNFINISHED_STATE, faults.REPLACED,
+                                 resume=True)
+    _assert_recovered(outcome)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import signal
 import subprocess
 import sys
@@ -677,3 +678,26 @@ def test_resume_budget_extends_a_budget_exhausted_search(tmp_path: Path) -> None
     assert load_run_spec(str(run_dir)).budget.time == 85.0
     status = cli("status", str(run_dir))
     assert status.returncode == 0 and "of 1m25s" in status.stdout
+
+
+def test_a_checkpoint_ray_deleted_before_its_state_was_saved_is_mended(tmp_path: Path) -> None:
+    """A driver killed between Ray's deleting a trial's old checkpoint and saving its state:
+    the state names the deleted folder; resume copies the newer one under that name."""
+    from search.tuner import mend_missing_checkpoints
+
+    trial = tmp_path / "trial_e327be0a_wrn-10-2"
+    (trial / "checkpoint_000001").mkdir(parents=True)
+    (trial / "checkpoint_000001" / "state.pt").write_bytes(b"newer")
+    (tmp_path / "trial_c96d8884_wrn-10-1" / "checkpoint_000002").mkdir(parents=True)
+    saved = {t: pickle.dumps({"path": f"/old/place/{t}/{c}"}).hex()
+             for t, c in (("trial_e327be0a_wrn-10-2", "checkpoint_000000"),
+                          ("trial_c96d8884_wrn-10-1", "checkpoint_000002"))}
+    state = {"trial_data": [[json.dumps({"trial_id": t}),
+                             json.dumps({"checkpoint_manager": {"value": v}})]
+                            for t, v in saved.items()]}
+    (tmp_path / "experiment_state-2026-12-02_12-53-02.json").write_text(json.dumps(state))
+    assert mend_missing_checkpoints(str(tmp_path)) == ["trial_e327be0a_wrn-10-2/checkpoint_000000"]
+    assert (trial / "checkpoint_000000" / "state.pt").read_bytes() == b"newer"
+    assert mend_missing_checkpoints(str(tmp_path)) == []  # nothing left to mend
+    (tmp_path / "experiment_state-2026-12-02_12-53-02.json").write_text("{damaged")
+    assert mend_missing_checkpoints(str(tmp_path)) == []  # Ray's restore speaks for its file
