@@ -150,8 +150,9 @@ def auto_gpu_share(depth: int, width: int, batch_size: int, gpu_memory_bytes: in
     return min(1.0, math.ceil(need / _GPU_SHARE_STEP) * _GPU_SHARE_STEP)
 
 
-def _driver_gpu_memory() -> int | None:
-    """Memory of the driver's first GPU; None when it has none (a CPU head node)."""
+def _gpu_memory_here() -> int | None:
+    """Memory of this process's first GPU; None when it has none (a CPU head node). Run in
+    the driver, and as a Ray task on each kind of GPU node (`probe_gpu_memory`)."""
     import torch
 
     if torch.cuda.is_available():
@@ -187,15 +188,6 @@ def smallest_gpu_memory(reports: list[int | None], driver: int | None) -> tuple[
                                  "resources.gpus_per_trial to a share to choose it yourself)")
 
 
-def _gpu_memory_of_this_node() -> int | None:
-    """Run on a GPU node as a Ray task: the memory of the GPU Ray gave it."""
-    import torch
-
-    if not torch.cuda.is_available():
-        return None
-    return int(torch.cuda.get_device_properties(0).total_memory)
-
-
 def probe_gpu_memory(node_ids: list[str], timeout_s: float = GPU_PROBE_TIMEOUT_S) -> list[int | None]:
     """Ask each node in `node_ids` for its GPU's memory with a tiny task pinned to it (a
     GPU_PROBE_SHARE of a GPU); a node that does not answer within `timeout_s` (its GPUs all
@@ -205,7 +197,7 @@ def probe_gpu_memory(node_ids: list[str], timeout_s: float = GPU_PROBE_TIMEOUT_S
 
     if not node_ids or not ray.is_initialized():
         return [None] * len(node_ids)
-    task = ray.remote(num_gpus=GPU_PROBE_SHARE, num_cpus=0, max_retries=0)(_gpu_memory_of_this_node)
+    task = ray.remote(num_gpus=GPU_PROBE_SHARE, num_cpus=0, max_retries=0)(_gpu_memory_here)
     refs = [task.options(scheduling_strategy=NodeAffinitySchedulingStrategy(node_id, soft=False))
             .remote() for node_id in node_ids]
     ready, waiting = ray.wait(refs, num_returns=len(refs), timeout=timeout_s)
@@ -232,7 +224,7 @@ def trial_gpu_memory(timeout_s: float = GPU_PROBE_TIMEOUT_S) -> int:
     key = tuple(sorted(node_ids))
     if key not in _PROBED:
         memory, warning = smallest_gpu_memory(probe_gpu_memory(node_ids, timeout_s),
-                                              _driver_gpu_memory())
+                                              _gpu_memory_here())
         if warning:
             log.warning("%s", warning)
         _PROBED[key] = memory

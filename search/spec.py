@@ -440,7 +440,7 @@ _TRACKERS = ("mlflow", "wandb")
 class MlflowConfig:
     """Ray's MLflow logger: one MLflow run per trial, its parameters and every result."""
 
-    # None: a file store in the run folder (<run>/mlruns). A relative path (or file:path)
+    # None: a SQLite store in the run folder (<run>/mlflow.db). A relative path (or file:path)
     # is taken from the folder `run` is started in; "env:NAME" reads the URI from that
     # environment variable at run and resume, so a password never reaches the run folder.
     tracking_uri: str | None = None

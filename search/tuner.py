@@ -288,6 +288,11 @@ def trial_over(metrics: dict[str, Any], errored: bool, ended: set[str]) -> bool:
     return done is not None and total is not None and done >= total
 
 
+def budget_spent(elapsed_s: float, budget_s: float) -> bool:
+    """Whether a search has used its budget: within 1% of it (Ray stops a little short)."""
+    return elapsed_s >= budget_s * 0.99
+
+
 def end_state(*, budget_spent: bool, searcher_ended: str | None, all_over: bool,
               search_done: bool) -> str:
     """How a search ended: "finished" only when every trial is terminal and the searcher or
@@ -321,7 +326,7 @@ def _finish(tuner: tune.Tuner, spec: ExperimentSpec, run_dir: str) -> Outcome:
     ended = searcher.ended if searcher is not None else None
     over = recorder.ended_trials()
     state = end_state(
-        budget_spent=elapsed >= spec.budget.time * 0.99, searcher_ended=ended,
+        budget_spent=budget_spent(elapsed, spec.budget.time), searcher_ended=ended,
         all_over=all(trial_over(r.metrics or {}, r.error is not None, over) for r in grid),
         search_done=(trials >= num_trials(spec) or ended == "space"
                      or space_exhausted(spec.space, [r.config for r in grid if r.config])))
@@ -458,7 +463,7 @@ def rebuild_run_record(run_dir: Path, spec: ExperimentSpec, record: dict[str, An
     first = min(starts) if starts else (run_dir / DRIVER_DIR / SPEC_JSON).stat().st_mtime
     configs = [read_json_object(run_dir / d / PARAMS_FILE) for d in run.trials["trial_dir"]]
     over = run.trials["status"].isin(("complete", "stopped", "error")).all() and not run.unreadable
-    state = end_state(budget_spent=elapsed >= spec.budget.time * 0.99, searcher_ended=None,
+    state = end_state(budget_spent=budget_spent(elapsed, spec.budget.time), searcher_ended=None,
                       all_over=bool(over),
                       search_done=(len(run.trials) + len(run.unreadable) >= num_trials(spec)
                                    or space_exhausted(spec.space, configs)))
@@ -485,7 +490,7 @@ def extend_run(run_dir: str, spec: ExperimentSpec, state: dict[str, Any], *, bud
         used_up = []
         if started >= num_trials(new):
             used_up.append(f"its {started} trials reached the trial cap (raise it with --max-trials)")
-        if spent >= new.budget.time * 0.99 or (state["state"] == "budget_exhausted" and budget is None):
+        if budget_spent(spent, new.budget.time) or (state["state"] == "budget_exhausted" and budget is None):
             used_up.append("its budget is spent (raise it with --budget)")
         if space_exhausted(spec.space, configs):
             used_up.append("every configuration of its space was tried (start a new search with run)")
