@@ -55,7 +55,7 @@ import plain_tune_search  # noqa: E402
 from _common import machine_facts, write_results  # noqa: E402
 from plain_tune_search import run as run_plain  # noqa: E402
 
-from analysis.dominance import hypervolume_2d  # noqa: E402
+from analysis.dominance import hypervolume_2d, non_dominated_sort  # noqa: E402
 from analysis.load import load_run  # noqa: E402
 from analysis.pareto import REF_PARAMS_FACTOR, pareto_front  # noqa: E402
 from models import count_parameters  # noqa: E402
@@ -188,7 +188,24 @@ def tables(summary: dict[str, Any]) -> str:
             if ratio is not None:
                 lines.append(f"- new / {other}: mean hypervolume ratio {_ratio(ratio['mean'])} "
                              f"(per seed: {', '.join(_ratio(r) for r in ratio['per_seed'])})")
+        lines += _ceiling(budget)
     return "\n".join(lines)
+
+
+def _ceiling(budget: dict[str, Any]) -> list[str]:
+    """How far any search could have beaten the plain script, as far as the pooled runs know."""
+    best = budget.get("best_known")
+    plain = budget["variants"].get("plain", {}).get("hypervolume", {}).get("zero")
+    if not best or not best["front"]:
+        return []
+    front = ", ".join(f"{p / 1e6:.2f}M params {a:.1%}" for p, a in best["front"])
+    lines = [f"- best known front ({best['full_fidelity']} full-fidelity models of "
+             f"{best['runs']} runs pooled): {front}; hypervolume {best['hypervolume']:.4f}"]
+    if plain:
+        lines.append("- ceiling on new / plain that the best known front allows: mean "
+                     f"{_ratio(_divide(best['hypervolume'], float(np.mean(plain))))} (per seed: "
+                     f"{', '.join(_ratio(_divide(best['hypervolume'], h)) for h in plain)})")
+    return lines
 
 
 def _ratio(value: float) -> str:
@@ -219,8 +236,34 @@ def summarise(runs: dict[str, dict[str, Any]], budgets: Sequence[dict[str, Any]]
             if new and base and len(new) == len(base):
                 ratios[other] = {"mean": _divide(np.mean(new), np.mean(base)),
                                  "per_seed": [_divide(a, c) for a, c in zip(new, base, strict=True)]}
-        out.append({**b, "variants": table, "ratios": ratios})
+        pooled = [runs[k] for k in runs if k.startswith(f"{b['tag']}-")]
+        out.append({**b, "variants": table, "ratios": ratios,
+                    "best_known": best_known(pooled, ref_params)})
     return {"t_max_s": t_max, "ref_params": ref_params, "budgets": out}
+
+
+def best_known(runs: Sequence[dict[str, Any]], ref_params: float) -> dict[str, Any]:
+    """The front of every full-fidelity model any run at one budget trained, all variants and
+    seeds pooled: the best front known for the setting, so `hypervolume / a run's` bounds from
+    below how far the best search could have beaten that run (a ceiling on the ratio that no
+    search reaches without a model better than all of them)."""
+    points = np.array([p for r in runs for p in r["front"]], dtype=float).reshape(-1, 2)
+    models = sum(r["full_fidelity"] for r in runs)
+    if not len(points):
+        return {"hypervolume": 0.0, "runs": len(runs), "full_fidelity": int(models), "front": []}
+    front = np.unique(points[non_dominated_sort(points, (False, True)) == 0], axis=0)
+    return {"hypervolume": hypervolume_2d(points, ref_params=ref_params), "runs": len(runs),
+            "full_fidelity": int(models), "front": [[int(p), float(a)] for p, a in front]}
+
+
+def rerender(record: dict[str, Any]) -> dict[str, Any]:
+    """The summary of an earlier `--json` record, recomputed from its runs (so records written
+    before a row was added to the tables still show it)."""
+    old, runs = record["summary"], record["runs"]
+    budgets = [{k: v for k, v in b.items() if k not in ("variants", "ratios", "best_known")}
+               for b in old["budgets"]]
+    seeds = sorted({int(name.rsplit("-seed", 1)[1]) for name in runs})
+    return summarise(runs, budgets, seeds, old["t_max_s"], old["ref_params"])
 
 
 def _divide(a: float, b: float) -> float:
@@ -260,7 +303,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.render:
-        print(tables(json.loads(Path(args.render).read_text())["summary"]))
+        print(tables(rerender(json.loads(Path(args.render).read_text()))))
         return 0
     args.storage = Path(args.storage).resolve()
     args.storage.mkdir(parents=True, exist_ok=True)
