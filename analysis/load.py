@@ -37,6 +37,7 @@ from trainables.config import (
     parse_epsilon,
     trial_from_ray,
 )
+from trainables.cost import measured_epoch_s
 
 logger = logging.getLogger(__name__)
 
@@ -606,7 +607,9 @@ def _summarise(
         metrics.WALL_TIME_S: wall,
         # predicted before the trial started, and measured: seconds per epoch
         metrics.PREDICTED_EPOCH_S: _last(history, metrics.PREDICTED_EPOCH_S),
-        "actual_epoch_s": _number(wall) / epochs_done if epochs_done > 0 else math.nan,
+        metrics.ACTUAL_EPOCH_S: _number(measured_epoch_s({
+            metrics.EPOCHS_DONE: epochs_done, metrics.WALL_TIME_S: wall,
+            **{k: _last(history, k) for k in (metrics.TRAIN_TIME_S, metrics.EVAL_TIME_S)}})),
         metrics.GPU_SHARE: _last(history, metrics.GPU_SHARE),
         "start_time": _number(next((e.get("time") for e in trial_events), None)),
         "end_time": end_time,
@@ -643,7 +646,7 @@ def _trials_frame(rows: list[dict[str, Any]], epsilons: Sequence[float]) -> pd.D
     accuracy += [metrics.robust_acc_key(e) for e in epsilons]
     numeric = [metrics.PARAMS, metrics.BEST_EPOCH, metrics.WALL_TIME_S, metrics.GPU_SHARE,
                metrics.PEAK_LR, metrics.WEIGHT_DECAY, metrics.TRAIN_EPS, metrics.TRAIN_STEPS,
-               metrics.EPOCHS_DONE, metrics.PREDICTED_EPOCH_S, "actual_epoch_s",
+               metrics.EPOCHS_DONE, metrics.PREDICTED_EPOCH_S, metrics.ACTUAL_EPOCH_S,
                "start_time", "end_time", *accuracy]
     columns = ["trial_id", "trial_dir", metrics.WRN, *metrics.HYPERPARAMETERS, "status",
                "stopped_by", "outcome", "recovered_from", "error", metrics.DIVERGED, metrics.MAX_EPOCHS,

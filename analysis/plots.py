@@ -474,7 +474,7 @@ def cost_figure(run: Run) -> tuple[Figure, dict[str, str]]:
         fig = Figure(figsize=(5.6, 4.4), layout="constrained")
         ax = fig.add_subplot()
         tips: dict[str, str] = {}
-        cols = [metrics.PREDICTED_EPOCH_S, "actual_epoch_s"]
+        cols = [metrics.PREDICTED_EPOCH_S, metrics.ACTUAL_EPOCH_S]
         trials = run.trials
         usable = trials.dropna(subset=cols) if not trials.empty else trials
         usable = usable[(usable[cols] > 0).all(axis=1)] if len(usable) else usable

@@ -67,7 +67,7 @@ def cost_error(run: Run) -> dict[str, float] | None:
     median factor (measured / predicted, or its inverse when below 1) and the share of trials
     within 1.5x and 2x."""
     trials = run.trials
-    cols = [metrics.PREDICTED_EPOCH_S, "actual_epoch_s"]
+    cols = [metrics.PREDICTED_EPOCH_S, metrics.ACTUAL_EPOCH_S]
     usable = trials.dropna(subset=cols) if len(trials) else trials
     usable = usable[(usable[cols] > 0).all(axis=1)] if len(usable) else usable
     if usable.empty:

@@ -34,7 +34,7 @@ from search.cost_model import CostModel, Prediction
 from trainables import metrics as M
 from trainables import run_files
 from trainables.config import TrialConfig
-from trainables.cost import epoch_flops, evaluation_flops
+from trainables.cost import epoch_flops, evaluation_flops, measured_epoch_s
 
 log = logging.getLogger(__name__)
 
@@ -149,20 +149,9 @@ class BudgetGate:
 
     def observe(self, trial_id: str, config: TrialConfig, result: dict[str, Any]) -> None:
         """Refine the cost model from a trial's latest result (its seconds per epoch so far)."""
-        epochs, wall = result.get(M.EPOCHS_DONE), result.get(M.WALL_TIME_S)
-        if not isinstance(epochs, (int, float)) or not isinstance(wall, (int, float)) or epochs <= 0:
+        epoch_s = measured_epoch_s(result)
+        if epoch_s is None:
             return
         share = result.get(M.GPU_SHARE)
         units = share if isinstance(share, (int, float)) and share > 0 else self.units(config)
-        self.cost.observe(trial_id, epoch_flops(config), units, wall / epochs)
-
-
-def seconds_to_finish(result: dict[str, Any]) -> float | None:
-    """A running trial's own estimate of the seconds it still needs: its rate so far times
-    the epochs left. None when it has not reported enough to tell."""
-    done, total, wall = (result.get(k) for k in (M.EPOCHS_DONE, M.MAX_EPOCHS, M.WALL_TIME_S))
-    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (done, total, wall)):
-        return None
-    if done <= 0 or done >= total:
-        return None if done <= 0 else 0.0
-    return (total - done) * wall / done
+        self.cost.observe(trial_id, epoch_flops(config), units, epoch_s)

@@ -22,8 +22,9 @@ from ray.tune.experiment import Trial
 from ray.tune.result import EXPR_RESULT_FILE
 from ray.tune.schedulers import TrialScheduler
 
-from search.budget import BudgetClock, seconds_to_finish
+from search.budget import BudgetClock
 from trainables import run_files
+from trainables.cost import seconds_to_finish
 from trainables.metrics import EPOCHS_DONE, PARAMS, VAL_ROBUST_ACC, WALL_TIME_S
 from trainables.run_files import finite_number
 

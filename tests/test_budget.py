@@ -8,7 +8,7 @@ import pickle
 import pytest
 from conftest import tiny_trial
 
-from search.budget import BudgetClock, BudgetGate, BudgetStopper, seconds_to_finish
+from search.budget import BudgetClock, BudgetGate, BudgetStopper
 from search.cluster import TrialResources
 from search.cost_model import CostModel
 from trainables import metrics as M
@@ -51,12 +51,13 @@ def test_the_gate_learns_from_a_trials_results() -> None:
     assert gate.cost.measured == 1
 
 
-def test_a_running_trials_own_estimate_of_what_it_still_needs() -> None:
-    row = {M.EPOCHS_DONE: 1, M.MAX_EPOCHS: 3, M.WALL_TIME_S: 40.0}
-    assert seconds_to_finish(row) == 80.0
-    assert seconds_to_finish({**row, M.EPOCHS_DONE: 3}) == 0.0
-    assert seconds_to_finish({**row, M.EPOCHS_DONE: 0}) is None
-    assert seconds_to_finish({M.EPOCHS_DONE: "one"}) is None
+def test_the_gate_learns_an_epoch_not_the_evaluations_of_sub_epoch_rungs() -> None:
+    """At a 1/8-epoch rung the trial has trained 1 s and evaluated once (2 s): an epoch with
+    its evaluation costs 8 + 2 s, not the 24 s that wall time over epochs would say."""
+    gate, cfg = _gate(100.0), TrialConfig.from_dict(tiny_trial())
+    gate.observe("t", cfg, {M.EPOCHS_DONE: 0.125, M.WALL_TIME_S: 3.0, M.TRAIN_TIME_S: 1.0,
+                            M.EVAL_TIME_S: 2.0})
+    assert gate.prediction(cfg).epoch_s == pytest.approx(10.0, rel=0.2)
 
 
 def test_the_budget_clock_continues_from_run_json(tmp_path) -> None:

@@ -12,8 +12,17 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from models import WideResNet, forward_flops
 from search.cost_model import MIN_SPREAD, PRIOR_SPREAD, CostModel, measure_cpu_flops_per_s
+from trainables import metrics as M
 from trainables.config import TrialConfig
-from trainables.cost import epoch_flops, evaluation_flops, split_sizes, train_flops_per_image
+from trainables.cost import (
+    epoch_flops,
+    evaluation_flops,
+    measured_epoch_s,
+    measured_rates,
+    seconds_to_finish,
+    split_sizes,
+    train_flops_per_image,
+)
 from trainables.data import load_dataset
 from trainables.trainer import Trainer
 
@@ -100,3 +109,33 @@ def test_predictions_of_real_tiny_trials_hold_within_the_stated_factor() -> None
         predicted = cost.predict(epoch_flops(cfg)).epoch_s
         measured = _measured_epoch_s(cfg, data)
         assert 1 / FACTOR < measured / predicted < FACTOR, (cfg.model, predicted, measured)
+
+
+def test_a_trials_measured_rate_splits_training_from_evaluation() -> None:
+    """At a 1/8-epoch rung: 1 s of training and one 2 s evaluation is an 8 s training epoch
+    and a 2 s evaluation, not 3 s / 0.125 = 24 s an epoch."""
+    row = {M.EPOCHS_DONE: 0.125, M.MAX_EPOCHS: 3, M.WALL_TIME_S: 3.0, M.TRAIN_TIME_S: 1.0,
+           M.EVAL_TIME_S: 2.0}
+    assert measured_rates(row) == (8.0, 2.0)
+    assert measured_epoch_s(row) == 10.0
+    # 2.875 epochs of training left and an evaluation after each of the 3 epochs
+    assert seconds_to_finish(row) == pytest.approx(2.875 * 8 + 3 * 2)
+    assert seconds_to_finish({**row, M.EPOCHS_DONE: 3}) == 0.0
+    # results from before training time was reported: all of the wall time is training
+    old = {M.EPOCHS_DONE: 1, M.MAX_EPOCHS: 3, M.WALL_TIME_S: 40.0}
+    assert measured_epoch_s(old) == 40.0 and seconds_to_finish(old) == 80.0
+    for nothing in ({**old, M.EPOCHS_DONE: 0}, {M.EPOCHS_DONE: "one"}, {M.EPOCHS_DONE: 1}):
+        assert measured_epoch_s(nothing) is None and seconds_to_finish(nothing) is None
+
+
+def test_a_real_trainer_reports_its_training_time_apart_from_its_evaluations() -> None:
+    cfg = TrialConfig.from_dict(tiny_trial())
+    trainer = Trainer(cfg)
+    rung = trainer.run_until(0.5)
+    end = trainer.run_until(1.0)
+    assert 0 < rung[M.TRAIN_TIME_S] < end[M.TRAIN_TIME_S] < end[M.WALL_TIME_S]
+    # everything of the wall time that is not training is at least the two evaluations
+    assert end[M.WALL_TIME_S] - end[M.TRAIN_TIME_S] >= rung[M.EVAL_TIME_S] + end[M.EVAL_TIME_S]
+    restored = Trainer(cfg)
+    restored.load_state_dict(trainer.state_dict())
+    assert restored.train_time_s == end[M.TRAIN_TIME_S]  # kept across restores

@@ -42,10 +42,10 @@ def test_cost_model_error_against_the_measured_epochs(tmp_path: Path) -> None:
     run = load_run(run_dir)
     assert cost_error(run) is None  # nothing was predicted
     trials = run.trials.copy()
-    trials[metrics.PREDICTED_EPOCH_S] = trials["actual_epoch_s"] * np.where(
+    trials[metrics.PREDICTED_EPOCH_S] = trials[metrics.ACTUAL_EPOCH_S] * np.where(
         np.arange(len(trials)) % 2 == 0, 1.2, 3.0)
     error = cost_error(dataclasses.replace(run, trials=trials))
-    usable = int(trials["actual_epoch_s"].notna().sum())
+    usable = int(trials[metrics.ACTUAL_EPOCH_S].notna().sum())
     assert error is not None and error["trials"] == usable
     assert error["within_2"] == pytest.approx(
-        (np.arange(len(trials))[trials["actual_epoch_s"].notna().to_numpy()] % 2 == 0).mean())
+        (np.arange(len(trials))[trials[metrics.ACTUAL_EPOCH_S].notna().to_numpy()] % 2 == 0).mean())

@@ -17,8 +17,14 @@ Accounting, per image, with F the model's forward FLOPs (`models.forward_flops`)
 
 from __future__ import annotations
 
+import math
+from collections.abc import Mapping
+from typing import Any
+
 from models import forward_flops
+from trainables import metrics as M
 from trainables.config import DataConfig, TrialConfig
+from trainables.run_files import finite_number
 
 # Images in each dataset's training split (before data.train_subset and the validation cut).
 TRAIN_SPLIT_SIZES: dict[str, int] = {
@@ -78,3 +84,48 @@ def epoch_flops(cfg: TrialConfig) -> float:
 def trial_flops(cfg: TrialConfig, extra_evaluations: int = 0) -> float:
     """A whole trial: every epoch, plus evaluations at sub-epoch rungs."""
     return cfg.training.epochs * epoch_flops(cfg) + extra_evaluations * evaluation_flops(cfg)
+
+
+# --------------------------------------------------------------------------- measured
+
+
+def measured_rates(result: Mapping[str, Any]) -> tuple[float, float] | None:
+    """(training seconds per epoch, seconds per evaluation) a trial has measured so far, from
+    one of its results; None before it has trained.
+
+    Wall time over epochs would count every evaluation as training: a trial judged at a
+    1/8-epoch rung has evaluated once after an eighth of an epoch, so its evaluation would be
+    counted eight times over per epoch. Results from before training time was reported have
+    no split: their wall time counts as training.
+    """
+    done = finite_number(result.get(M.EPOCHS_DONE))
+    if done is None or done <= 0:
+        return None
+    train, evaluation = finite_number(result.get(M.TRAIN_TIME_S)), finite_number(result.get(M.EVAL_TIME_S))
+    if train is not None and evaluation is not None:
+        return train / done, evaluation
+    wall = finite_number(result.get(M.WALL_TIME_S))
+    return None if wall is None else (wall / done, 0.0)
+
+
+def measured_epoch_s(result: Mapping[str, Any]) -> float | None:
+    """Measured seconds per epoch in the cost model's unit: an epoch of training and the
+    evaluation after it (`epoch_flops`)."""
+    rates = measured_rates(result)
+    return None if rates is None else sum(rates)
+
+
+def seconds_to_finish(result: Mapping[str, Any]) -> float | None:
+    """A running trial's own estimate of the seconds it still needs: the training left at its
+    rate so far, and an evaluation after each epoch left (sub-epoch rungs still ahead are
+    not counted, so the estimate errs low: a budget stop on it stops only what cannot
+    finish). None when it has not reported enough to tell."""
+    done, total = finite_number(result.get(M.EPOCHS_DONE)), finite_number(result.get(M.MAX_EPOCHS))
+    rates = measured_rates(result)
+    if done is None or total is None or rates is None:
+        return None
+    if done >= total:
+        return 0.0
+    train_s, evaluation_s = rates
+    return (total - done) * train_s + (math.ceil(total) - math.floor(done)) * evaluation_s
+

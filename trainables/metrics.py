@@ -31,12 +31,14 @@ VAL_EXAMPLES = "val_examples"  # validation images attacked per evaluation: the 
 EPOCH_TIME_S = "epoch_time_s"  # wall time of the training part of the epoch
 EVAL_TIME_S = "eval_time_s"  # wall time of the validation attacks
 WALL_TIME_S = "wall_time_s"  # wall time since the trial started (across restores)
+TRAIN_TIME_S = "train_time_s"  # the training part of WALL_TIME_S (evaluations left out)
 TRAIN_IMAGES_PER_S = "train_images_per_s"  # training throughput (attack included)
 
 DIVERGED = "diverged"  # the loss went NaN/inf; the trial stopped itself
 # The searcher's prediction of the trial's seconds per epoch (training and one evaluation),
-# made before it started; analysis sets it beside the measured WALL_TIME_S / EPOCHS_DONE.
+# made before it started; analysis sets it beside the measured one (`trainables.cost`).
 PREDICTED_EPOCH_S = "predicted_epoch_s"
+ACTUAL_EPOCH_S = "actual_epoch_s"  # analysis's column of the measured one
 
 ROBUST_PREFIX = "val_robust_acc_eps_"  # + eps_key(eps): validation robust accuracy at eps
 

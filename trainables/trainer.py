@@ -149,6 +149,7 @@ class Trainer:
         self.val_y = val.y[:n_val].to(self.device)
         self.epoch = 0
         self.wall_time_s = 0.0
+        self.train_time_s = 0.0
         self.best: dict[str, Any] = {}  # metrics of the best-validation-robust epoch
         self.best_state: dict[str, Tensor] | None = None
         self.on_batch: Callable[[], None] | None = None  # e.g. a progress bar's update
@@ -288,6 +289,7 @@ class Trainer:
             raise ValueError(f"epochs must lie in ({self.epoch}, {self.epoch + 1}], but got {epochs}")
         start = time.perf_counter()
         row = self.train_until(epochs - self.epoch)
+        self.train_time_s += time.perf_counter() - start
         if self._partial is None:
             self.epoch += 1
         row.update(self.evaluate())
@@ -299,7 +301,8 @@ class Trainer:
                                for k, v in self.model.state_dict().items()}
         self.wall_time_s += time.perf_counter() - start
         return {**self.static_facts(), **row, **self.best_summary(),
-                M.EPOCHS_DONE: done, M.WALL_TIME_S: self.wall_time_s}
+                M.EPOCHS_DONE: done, M.WALL_TIME_S: self.wall_time_s,
+                M.TRAIN_TIME_S: self.train_time_s}
 
     def static_facts(self) -> dict[str, Any]:
         """What never changes during the run: identity and hyperparameters of the trial."""
@@ -337,6 +340,7 @@ class Trainer:
             "config": self.cfg.to_dict(),
             "epoch": self.epoch,
             "wall_time_s": self.wall_time_s,
+            "train_time_s": self.train_time_s,
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "lr_schedule": self.lr_schedule.state_dict(),
@@ -360,4 +364,6 @@ class Trainer:
             torch.cuda.set_rng_state(state["cuda_rng"], self.device)
         self.epoch = int(state["epoch"])
         self.wall_time_s = float(state["wall_time_s"])
+        # states saved before training time was kept count all of the wall time as training
+        self.train_time_s = float(state.get("train_time_s", self.wall_time_s))
         self.best = dict(state["best"])
