@@ -634,17 +634,19 @@ def spec_summary(spec: ExperimentSpec) -> dict[str, Any]:
     """What `run --dry-run` prints: the validated spec, the space and its parameter range, and
     what its cheapest and priciest configurations would cost at this machine's speed."""
     low, high = spec.space.parameter_range(spec.data.num_classes)
+    on_gpus = bool(spec.resources.gpus_per_trial)
     out = spec.to_json()
     out["parameter_range"] = {"min": low, "max": high}
     out["trials"] = num_trials(spec)
     out["cpus"] = os.cpu_count()
-    nodes = [{"CPU": float(os.cpu_count() or 1)}]
+    # A GPU spec is planned for the GPU nodes it will run on, not for this machine's CPUs.
+    nodes = [{"CPU": float(os.cpu_count() or 1), **({"GPU": 1.0} if on_gpus else {})}]
     plan, gate = plan_search(spec, nodes, BudgetClock(spec.run_dir, spec.budget.time))
     pool = Space(spec.space, spec.base_trial()).pool(spec.searcher.seed)
     seconds = sorted(((gate.full_seconds(c.config), c) for c in pool), key=lambda sc: sc[0])
     out["predicted_full_training_s"] = {
-        "basis": ("this machine's CPU" if not spec.resources.gpus_per_trial
-                  else "a prior of 20 TFLOP/s per GPU"),
+        "basis": (f"a prior of {GPU_PRIOR_FLOPS_PER_S / 1e12:g} TFLOP/s per GPU" if on_gpus
+                  else "this machine's CPU"),
         "cheapest": {"seconds": round(seconds[0][0], 1), **seconds[0][1].params},
         "priciest": {"seconds": round(seconds[-1][0], 1), **seconds[-1][1].params},
     }

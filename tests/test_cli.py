@@ -76,6 +76,18 @@ def test_run_dry_run_prints_the_validated_spec(tmp_path: Path) -> None:
     assert hopeless["warning"].startswith("no configuration is predicted to finish in 1 s")
 
 
+def test_a_gpu_specs_dry_run_is_planned_for_gpus_not_this_machines_cpus() -> None:
+    """configs/cifar10-wrn.toml asks for "auto" GPU shares: its predictions rest on the GPU
+    prior (this machine has no GPU to measure), and say so."""
+    from search.cost_model import GPU_PRIOR_FLOPS_PER_S
+
+    done = run_cli("run", str(ROOT / "configs" / "cifar10-wrn.toml"), "--dry-run")
+    assert done.returncode == 0, done.stderr
+    shown = json.loads(done.stdout)
+    assert shown["plan"]["cost_prior_flops_per_s"] == GPU_PRIOR_FLOPS_PER_S
+    assert shown["predicted_full_training_s"]["basis"] == "a prior of 20 TFLOP/s per GPU"
+
+
 def test_version_is_the_installed_one(capsys: pytest.CaptureFixture) -> None:
     from importlib.metadata import version
 
