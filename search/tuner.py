@@ -120,11 +120,14 @@ _SUB_EPOCH = (1.0, 0.5, 0.25, 0.125)
 
 def first_rung(spec: ExperimentSpec, gate: BudgetGate, view: Space) -> float:
     """The scheduler's grace period: the spec's, or for "auto" the largest of 1, 1/2, 1/4,
-    1/8 epochs at which the space's priciest configuration (as predicted before the search)
-    reaches its first rung within FIRST_RUNG_SHARE of the budget (1/8 at the least)."""
+    1/8 epochs at which the space's priciest configuration that could start (predicted to
+    finish in the budget) reaches its first rung within FIRST_RUNG_SHARE of the budget (1/8
+    at the least). Configurations the gate will never start do not shorten everyone's rungs."""
     if spec.scheduler.grace_period != "auto":
         return float(spec.scheduler.grace_period)
-    epoch_s = max(gate.prediction(c.config).epoch_s for c in view.pool(spec.searcher.seed))
+    pool = [c.config for c in view.pool(spec.searcher.seed)]
+    startable = [c for c in pool if gate.can_finish(c)] or pool
+    epoch_s = max(gate.prediction(c).epoch_s for c in startable)
     share = FIRST_RUNG_SHARE * spec.budget.time
     return next((g for g in _SUB_EPOCH if g * epoch_s <= share), _SUB_EPOCH[-1])
 

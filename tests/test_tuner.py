@@ -28,11 +28,21 @@ from ray.tune import Result
 
 from analysis import front, load_run
 from analysis.spend import cost_error
-from search.budget import BudgetClock
+from search.budget import BudgetClock, BudgetGate
+from search.cluster import TrialResources
+from search.cost_model import CostModel
+from search.proposer import Space
 from search.recorder import RunRecorder, new_run_state
 from search.searchers import DefineByRunSpace
 from search.spec import ExperimentSpec
-from search.tuner import _finish, end_state, load_run_spec, resume_search, run_search
+from search.tuner import (
+    _finish,
+    end_state,
+    first_rung,
+    load_run_spec,
+    resume_search,
+    run_search,
+)
 from trainables import metrics as M
 from trainables import run_files
 from trainables.config import ConfigError
@@ -701,3 +711,34 @@ def test_a_checkpoint_ray_deleted_before_its_state_was_saved_is_mended(tmp_path:
     assert mend_missing_checkpoints(str(tmp_path)) == []  # nothing left to mend
     (tmp_path / "experiment_state-2026-12-02_12-53-02.json").write_text("{damaged")
     assert mend_missing_checkpoints(str(tmp_path)) == []  # Ray's restore speaks for its file
+
+
+def _first_rung_of(root: Path, widths: list[int], budget_s: float, **budget: Any) -> float:
+    """The "auto" first rung of a WRN-10 space, under a fixed cost model (1 GFLOP/s)."""
+    spec = ExperimentSpec.from_dict(tiny_spec(
+        root, space={"width": widths, "train_steps": [1]}, budget={"time": budget_s, **budget},
+        scheduler={"kind": "mo-asha", "grace_period": "auto"}))
+    clock = SimpleNamespace(budget_s=budget_s, remaining_s=budget_s, elapsed_s=0.0)
+    resources = TrialResources(cpus=1, gpus=0.0, cluster_gpus=0.0, batch_size=50,
+                               gpu_memory_bytes=0)
+    gate = BudgetGate(clock, CostModel(1e9, reference_flops=1e10), resources=resources,  # type: ignore[arg-type]
+                      only_finishable=spec.budget.only_finishable)
+    return first_rung(spec, gate, Space(spec.space, spec.base_trial()))
+
+
+def test_the_auto_first_rung_is_sized_by_the_priciest_trial_that_could_start(
+        tmp_path: Path) -> None:
+    """WRN-10-1's epoch is 4% of the budget: a first rung of one epoch. Adding WRN-10-8, about
+    fifty times its cost and unable to finish in the budget, must not cut everyone's first
+    rung to 1/8 epoch, unless the user lets any trial start."""
+    spec = ExperimentSpec.from_dict(tiny_spec(tmp_path, space={"width": [1], "train_steps": [1]}))
+    (wrn_10_1,) = Space(spec.space, spec.base_trial()).pool(0)
+    epoch_s = wrn_10_1.flops / 1e9  # the fixed model's linear prior: seconds = FLOPs / 1e9
+    budget = 25 * epoch_s
+    assert _first_rung_of(tmp_path, [1], budget) == 1.0
+    assert _first_rung_of(tmp_path, [1, 8], budget) == 1.0
+    assert _first_rung_of(tmp_path, [1, 8], budget, only_finishable=False) == 0.125
+    assert _first_rung_of(tmp_path, [1], 4 * epoch_s) == 0.125  # 1/8 at the least
+    spec = ExperimentSpec.from_dict(tiny_spec(tmp_path, scheduler={"kind": "mo-asha",
+                                                                  "grace_period": 2}))
+    assert first_rung(spec, None, None) == 2.0  # type: ignore[arg-type]  # the spec's own
