@@ -9,7 +9,8 @@ The `cost-ehvi` searcher asks this module what to train next. Its rule, in order
    smallest model at the cheapest training setting (the front's left end), then the largest
    model whose full training fits a share of the startup budget (its right end), then a
    scrambled Sobol sequence over the whole space (Owen 1998), skipping points that cost more
-   than that share. Startup trials together get at most `STARTUP_SHARE` of the budget.
+   than that share. Startup trials after the first (the cheapest configuration, never held
+   back) together get at most `STARTUP_SHARE` of the budget.
 3. Then expected hypervolume gain per predicted second: a Gaussian process (scikit-learn,
    Matern 5/2 with per-dimension length scales, binomial noise per point) predicts each
    candidate's validation robust accuracy; the gain is the closed-form expected increase of

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 from pathlib import Path
 
 import numpy as np
@@ -49,3 +50,31 @@ def test_cost_model_error_against_the_measured_epochs(tmp_path: Path) -> None:
     assert error is not None and error["trials"] == usable
     assert error["within_2"] == pytest.approx(
         (np.arange(len(trials))[trials[metrics.ACTUAL_EPOCH_S].notna().to_numpy()] % 2 == 0).mean())
+
+
+def test_the_report_shows_how_far_the_cost_model_was_off(tmp_path: Path) -> None:
+    """Trials that report their training time apart from their evaluations, each predicted
+    at twice its measured seconds per epoch (an epoch of training and one evaluation)."""
+    run_dir = make_run(tmp_path)
+    for path in run_dir.glob("*/result.json"):
+        lines = []
+        for text in path.read_text().splitlines():
+            try:
+                row = json.loads(text)
+            except ValueError:  # the damaged lines stay as they are
+                lines.append(text)
+                continue
+            epoch_s = row[metrics.WALL_TIME_S] / row[metrics.EPOCHS_DONE]
+            row[metrics.TRAIN_TIME_S] = 0.8 * row[metrics.WALL_TIME_S]
+            row[metrics.PREDICTED_EPOCH_S] = 2 * (0.8 * epoch_s + row[metrics.EVAL_TIME_S])
+            lines.append(json.dumps(row))
+        path.write_text("\n".join(lines) + "\n")
+    run = load_run(run_dir)
+    measured = run.trials.dropna(subset=[metrics.ACTUAL_EPOCH_S])
+    assert len(measured) >= 5
+    assert measured[metrics.ACTUAL_EPOCH_S].to_numpy() == pytest.approx(
+        (measured[metrics.PREDICTED_EPOCH_S] / 2).to_numpy())
+    write_report(run_dir, formats=("md",))
+    md = (run_dir / "report" / "report.md").read_text()
+    assert f"Over {len(measured)} trials the measured time was within a median factor of 2.00" in md
+    assert "0% within 1.5x, 100% within 2x" in md and "cost_model.png" in md
