@@ -1,4 +1,5 @@
-"""What one epoch of a trial computes, in FLOPs: the configuration side of the cost model.
+"""A trial's cost: what one epoch computes, in FLOPs (the configuration side of the cost
+model), and the seconds a running trial has measured (the side it is fitted to).
 
 The search predicts a trial's seconds before it starts (`search.cost_model`) as this work
 divided by a throughput it measures on the cluster. Only ratios between configurations
