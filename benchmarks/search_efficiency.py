@@ -166,12 +166,17 @@ def measure(folder: Path, ref_params: float) -> dict[str, Any]:
 
 
 def tables(summary: dict[str, Any]) -> str:
-    lines = [f"T_max (priciest configuration, full fidelity, measured) = "
-             f"{summary['t_max_s']:.0f} s; reference point: params "
+    here = summary.get("t_max_here_s")
+    lines = [f"T_max (priciest configuration, full fidelity, {'given' if here else 'measured'}) "
+             f"= {summary['t_max_s']:.0f} s; reference point: params "
              f"{summary['ref_params']:,.0f} (2 x the largest model), accuracy 0 (and 0.1)."]
+    if here:
+        lines[0] += (f" The budgets were set from a T_max given with --t-max; measured on this "
+                     f"machine after the runs it is {here:.0f} s, and the shares below are of that.")
     for budget in summary["budgets"]:
+        share = here / budget["budget_s"] if here else budget["t_max_share"]
         lines += ["", f"### Budget {budget['budget_s']:.0f} s: T_max is "
-                  f"{budget['t_max_share']:.0%} of it ({budget['kind']})", "",
+                  f"{share:.0%} of it ({budget['kind']})", "",
                   "| variant | hypervolume per seed (ref acc 0) | mean | ref acc 0.1: mean "
                   "| full-fidelity models per seed | unfinished share of trial time |",
                   "|---|---|---:|---:|---|---|"]
@@ -263,7 +268,8 @@ def rerender(record: dict[str, Any]) -> dict[str, Any]:
     budgets = [{k: v for k, v in b.items() if k not in ("variants", "ratios", "best_known")}
                for b in old["budgets"]]
     seeds = sorted({int(name.rsplit("-seed", 1)[1]) for name in runs})
-    return summarise(runs, budgets, seeds, old["t_max_s"], old["ref_params"])
+    return {**summarise(runs, budgets, seeds, old["t_max_s"], old["ref_params"]),
+            **({"t_max_here_s": old["t_max_here_s"]} if "t_max_here_s" in old else {})}
 
 
 def _divide(a: float, b: float) -> float:
@@ -291,7 +297,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the larger budget, as T_max's share of it (0: skip)")
     p.add_argument("--variants", default=",".join(VARIANTS))
     p.add_argument("--t-max", type=float, default=None,
-                   help="seconds; skip measuring T_max (e.g. to continue a benchmark)")
+                   help="seconds: set the budgets from this T_max (e.g. to continue a "
+                        "benchmark); T_max is still measured after the runs and the shares "
+                        "are reported of that")
     p.add_argument("--storage", default="runs/bench/budget",
                    help="run folders (kept; finished runs there are read, not re-run)")
     p.add_argument("--json", default=None, help="write every run's figures and the summary here")
@@ -345,6 +353,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     finally:
         ray.shutdown()
     summary = summarise(runs, budgets, seeds, t_max, ref_params)
+    if args.t_max:  # a T_max from another machine or day would mislabel every budget's share
+        summary["t_max_here_s"] = measure_t_max(args)
     facts["load_average_end"] = list(os.getloadavg())
     print("\n" + tables(summary))
     write_results(args.json, facts, args, summary, runs)
