@@ -255,3 +255,22 @@ def test_a_used_up_conditional_space_finishes_instead_of_training_a_repeat() -> 
         searcher.on_trial_complete(str(i), _result(3))
     assert sorted(seen, key=str) == [("fgsm-rs", None), ("pgd", 1), ("pgd", 2)]
     assert searcher.suggest("3") == Searcher.FINISHED and searcher.ended == "space"
+
+
+def test_untried_configurations_that_lack_time_end_the_search_as_budget_not_space() -> None:
+    """A finite space whose configurations are all trained but the wide ones, which cannot
+    finish in the budget left: the budget ran out, not the space (so `resume --budget` has
+    something to train), and the search ends only when no trial runs."""
+    space = {"depth": [10], "width": [1, 4], "train_eps": "8/255", "train_steps": [1]}
+    searcher = _budgeted("random", remaining=1e9, space=space)
+    gate = searcher._gate  # noqa: SLF001
+    from search.proposer import Space
+
+    view = Space(searcher._view.space, searcher._view.base)  # noqa: SLF001
+    gate.clock = _Clock(remaining=1.5 * gate.full_seconds(view.end(10, 1).config, pessimistic=True))
+    first = searcher.suggest("a")
+    assert first[M.WIDTH] == 1
+    assert searcher.suggest("b") is None and searcher.ended is None  # "a" runs: wait
+    searcher.on_trial_complete("a", _result(3, params=77_850))
+    assert searcher.suggest("c") == Searcher.FINISHED
+    assert searcher.ended == "budget"
