@@ -293,11 +293,12 @@ class FidelityAwareOptunaSearch(OptunaSearch):
                 self._records[trial_id] = _TrialRecord(candidate)
                 return params
             self._not_trained(trial_id, twin)
-            if self._every_configuration_tried(or_unable=True):
-                if self._every_configuration_tried():  # all trained: the space is used up
-                    self._ended = "space"
-                    return Searcher.FINISHED
-                return None  # what is left cannot finish in the budget left: wait, or end
+            if self._every_configuration_tried():  # tried, or told it could not finish in time
+                # Nothing new for the sampler to draw. The pool decides at the budget left now:
+                # the space is used up only if all was trained; untried configurations that
+                # lack time mean the budget ran out (and a "could not finish" told before
+                # `resume --budget` raised it no longer holds).
+                break
         return self._from_pool(trial_id)
 
     def _not_trained(self, trial_id: str, twin: FrozenTrial | None) -> None:
@@ -330,17 +331,10 @@ class FidelityAwareOptunaSearch(OptunaSearch):
         self._records[trial_id] = _TrialRecord(fresh)
         return params
 
-    def _every_configuration_tried(self, *, or_unable: bool = False) -> bool:
-        """Whether every configuration of a finite space was trained (lost ones were not), or
-        with `or_unable`, was trained or told it cannot finish in the budget left. Only the
-        first ends the search as "space": untried configurations that lack time mean the
-        budget, not the space, ran out (and `resume --budget` can train them)."""
-        def counts(t: FrozenTrial) -> bool:
-            why = t.user_attrs.get(NOT_TRAINED)
-            return t.state != TrialState.WAITING and why != LOST and (or_unable or why != NO_TIME)
-
+    def _every_configuration_tried(self) -> bool:
         trials = self._ot_study.get_trials(deepcopy=False)
-        return space_exhausted(self._space, [t.params for t in trials if counts(t)])
+        return space_exhausted(self._space, [t.params for t in trials if t.state != TrialState.WAITING
+                                             and t.user_attrs.get(NOT_TRAINED) != LOST])
 
 
 class ExtendedSearch(SearchGenerator):

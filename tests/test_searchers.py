@@ -259,8 +259,8 @@ def test_a_used_up_conditional_space_finishes_instead_of_training_a_repeat() -> 
 
 def test_untried_configurations_that_lack_time_end_the_search_as_budget_not_space() -> None:
     """A finite space whose configurations are all trained but the wide ones, which cannot
-    finish in the budget left: the budget ran out, not the space (so `resume --budget` has
-    something to train), and the search ends only when no trial runs."""
+    finish in the budget left: the budget ran out, not the space, and the search ends only
+    when no trial runs; with more budget (`resume --budget`), they are trained."""
     space = {"depth": [10], "width": [1, 4], "train_eps": "8/255", "train_steps": [1]}
     searcher = _budgeted("random", remaining=1e9, space=space)
     gate = searcher._gate  # noqa: SLF001
@@ -274,3 +274,7 @@ def test_untried_configurations_that_lack_time_end_the_search_as_budget_not_spac
     searcher.on_trial_complete("a", _result(3, params=77_850))
     assert searcher.suggest("c") == Searcher.FINISHED
     assert searcher.ended == "budget"
+    # `resume --budget` raises the budget: what could not finish before is trained now
+    gate.clock = _Clock(remaining=1e9)
+    searcher.reopen()
+    assert searcher.suggest("d")[M.WIDTH] == 4
