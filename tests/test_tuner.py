@@ -658,7 +658,8 @@ def test_resume_budget_extends_a_budget_exhausted_search(tmp_path: Path) -> None
     spec_path = tmp_path / "tiny.toml"
     raw = tiny_spec(tmp_path, budget={"time": "25s", "max_trials": 100, "max_concurrent": 2},
                     searcher={"kind": "random", "seed": 0}, training={"epochs": 1},
-                    space={"width": [1, 2], "train_eps": ["2/255", "3/255", "4/255", "6/255", "8/255"],
+                    # 60 configurations: more than 25 s trains, two at a time, on any CPU
+                    space={"width": [1, 2, 3], "train_eps": [f"{e}/255" for e in range(1, 11)],
                            "train_steps": [1, 2]})
     spec_path.write_text(_toml(raw))
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
