@@ -89,7 +89,7 @@ class Decisions:
         """Seconds the trial still needs, when that exceeds the budget left; else None."""
         if not self._only_finishable or self._clock is None:
             return None
-        rest = seconds_to_finish(dict(result))
+        rest = seconds_to_finish(result)
         return rest if rest is not None and rest > self._clock.remaining_s else None
 
     def _write(self, trial: Trial, result: Mapping[str, Any], **decision: Any) -> None:

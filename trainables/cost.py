@@ -128,5 +128,4 @@ def seconds_to_finish(result: Mapping[str, Any]) -> float | None:
     if done >= total:
         return 0.0
     train_s, evaluation_s = rates
-    return (total - done) * train_s + (math.ceil(total) - math.floor(done)) * evaluation_s
-
+    return (total - done) * train_s + (total - math.floor(done)) * evaluation_s
