@@ -26,6 +26,7 @@ from ray import tune
 
 from analysis.load import FINISHED_STATES, load_run
 from analysis.spend import busy_seconds, training_spans
+from search.actor_reuse import count_reset_deaths_once
 from search.budget import BudgetClock, BudgetGate, BudgetStopper
 from search.cluster import TrialResources, check_resources, start_ray, trial_gpu_memory
 from search.cost_model import GPU_PRIOR_FLOPS_PER_S, CostModel, measure_cpu_flops_per_s
@@ -312,6 +313,7 @@ def end_state(*, budget_spent: bool, searcher_ended: str | None, all_over: bool,
 def _finish(tuner: tune.Tuner, spec: ExperimentSpec, run_dir: str) -> Outcome:
     """Run to the end (budget, trial cap, or Ctrl-C) and record how it ended."""
     recorder = _recorder(tuner)
+    count_reset_deaths_once()  # a worker lost between two trials is retried (reuse_actors)
     on_ctrl_c = signal.getsignal(signal.SIGINT)
     try:
         grid = tuner.fit()
