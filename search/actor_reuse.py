@@ -12,7 +12,8 @@ it without asking `should_recover`. The trial also stays in `_resetting_trials`.
 stayed there would look like it was being handed a worker forever.
 
 `tests/test_actor_reuse.py` reproduces it with a Trainable whose reset is slow enough to kill
-it mid-call: without this module the trial errors with `max_failures=3`.
+it mid-call: without this module the trial errors with `max_failures=1` (a plain Ray script
+does the same with 3).
 
 The fix drops the reset task's copy of an actor death once `_actor_failed` has handled it.
 It recognises it as a RayActorError for a trial whose reset is in flight and that is not
